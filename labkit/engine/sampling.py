@@ -1,0 +1,200 @@
+"""The sampling loop: one prompt, n sequences decoded together, one token per step.
+
+The prompt is run once; its key/value cache is copied to the n rows, so n samples cost
+little more than one (decoding reads every weight once per step whatever the batch).
+Finished rows leave the batch. Streaming and non-streaming answers come from the same
+generator, so for a given seed they are the same text.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from labkit.engine.registry import LocalModel
+from labkit.engine.text import TextStream
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: int | None = None  # None: none; k: the chosen token's logprob and the top k alternatives
+    prompt_logprobs: bool = False  # also score the prompt tokens (completions with echo + logprobs)
+
+
+@dataclass
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]]  # (token id, logprob), best first
+
+
+@dataclass
+class Delta:
+    """What one sequence gained in one step."""
+
+    index: int
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+@dataclass
+class Sequence:
+    index: int
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+
+    @property
+    def mean_logprob(self) -> float:
+        return sum(t.logprob for t in self.logprobs) / max(1, len(self.logprobs))
+
+
+class Generation:
+    """Iterate over `steps()` for deltas; afterwards `sequences`, `prompt_logprobs`, `completion_tokens`."""
+
+    def __init__(self, lm: LocalModel, prompt_ids: list[int], params: SamplingParams,
+                 generator: torch.Generator | None = None):
+        self.lm, self.prompt_ids, self.p = lm, prompt_ids, params
+        self.generator = generator or new_generator(lm.device, params.seed)
+        self.sequences = [Sequence(i) for i in range(params.n)]
+        self.prompt_logprobs: list[TokenLogprob | None] = []
+        self.completion_tokens = 0
+
+    @torch.inference_mode()
+    def steps(self) -> Iterator[list[Delta]]:
+        lm, p = self.lm, self.p
+        model, dev = lm.model, lm.device
+        ids = torch.tensor([self.prompt_ids], device=dev)
+        cache = DynamicCache(config=model.config)
+        out = model(ids, past_key_values=cache, use_cache=True, logits_to_keep=0 if p.prompt_logprobs else 1)
+        if p.prompt_logprobs:
+            self.prompt_logprobs = self._score_prompt(out.logits[0])
+        logits = out.logits[:, -1].float()
+        if p.n > 1:
+            cache.batch_repeat_interleave(p.n)
+            logits = logits.expand(p.n, -1)
+        rows = list(range(p.n))  # batch row -> sequence index
+        texts = [TextStream(lm.tokenizer, p.stop) for _ in rows]
+        vocab = logits.shape[-1]
+        counts = torch.zeros(p.n, vocab, device=dev)
+        bias = self._bias_vector(vocab, dev)
+        eos = torch.tensor(sorted(lm.eos_token_ids), device=dev)
+        released = [0] * p.n  # logprobs already handed out, per sequence
+        if p.max_tokens == 0:  # only score the prompt (echo)
+            for seq in self.sequences:
+                seq.finish_reason = "length"
+            yield [Delta(s.index, finish_reason="length") for s in self.sequences]
+            return
+
+        for step in range(p.max_tokens):
+            logits = logits + bias if bias is not None else logits
+            if p.presence_penalty or p.frequency_penalty:
+                logits = logits - counts * p.frequency_penalty - (counts > 0) * p.presence_penalty
+            logprobs = torch.log_softmax(logits, dim=-1)
+            chosen = self._sample(logits)
+            self.completion_tokens += len(rows)
+            chosen_lp = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
+            top = torch.topk(logprobs, p.logprobs) if p.logprobs else None
+            is_eos = torch.isin(chosen, eos).tolist()
+            chosen_l = chosen.tolist()
+            deltas, keep = [], []
+            last = step == p.max_tokens - 1
+            for r, seq_i in enumerate(rows):
+                seq, ts = self.sequences[seq_i], texts[seq_i]
+                d = Delta(seq_i)
+                seq.token_ids.append(chosen_l[r])
+                if is_eos[r]:
+                    d.text, d.finish_reason = ts.flush(), "stop"
+                else:
+                    d.text = ts.push(chosen_l[r])
+                    if p.logprobs is not None:
+                        alts = list(zip(top.indices[r].tolist(), top.values[r].tolist())) if top else []
+                        seq.logprobs.append(TokenLogprob(chosen_l[r], chosen_lp[r], alts))
+                    if ts.stopped:
+                        d.finish_reason = "stop"
+                    elif last:
+                        d.text += ts.flush()
+                        d.finish_reason = "length"
+                if p.logprobs is not None:  # release logprobs together with the text they belong to
+                    if ts.stopped:
+                        del seq.logprobs[ts.n_visible_tokens():]
+                    visible = len(seq.logprobs) if d.finish_reason else ts.n_visible_tokens()
+                    d.logprobs = seq.logprobs[released[seq_i]:visible]
+                    released[seq_i] = visible
+                seq.text += d.text
+                seq.finish_reason = d.finish_reason
+                if d.text or d.logprobs or d.finish_reason:
+                    deltas.append(d)
+                if d.finish_reason is None:
+                    keep.append(r)
+            if deltas:
+                yield deltas
+            if not keep:
+                return
+            if len(keep) < len(rows):
+                cache.batch_select_indices(torch.tensor(keep, device=dev))
+                counts, chosen = counts[keep], chosen[keep]
+                rows = [rows[r] for r in keep]
+            counts.scatter_add_(1, chosen[:, None], torch.ones(len(rows), 1, device=dev))
+            out = model(chosen[:, None], past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1].float()
+
+    def run(self) -> list[Sequence]:
+        for _ in self.steps():
+            pass
+        return self.sequences
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        if p.temperature == 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / p.temperature, dim=-1)
+        if p.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            # keep the smallest set whose mass reaches top_p (always at least the top token)
+            drop = sorted_p.cumsum(-1) - sorted_p >= p.top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+
+    def _bias_vector(self, vocab: int, dev) -> torch.Tensor | None:
+        if not self.p.logit_bias:
+            return None
+        bias = torch.zeros(vocab, device=dev)
+        for tid, b in self.p.logit_bias.items():
+            bias[tid] = b
+        return bias
+
+    def _score_prompt(self, logits: torch.Tensor) -> list[TokenLogprob | None]:
+        """Logprob of each prompt token given the ones before it (the first has none)."""
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        ids = torch.tensor(self.prompt_ids, device=lp.device)
+        chosen = lp[:-1].gather(1, ids[1:, None])[:, 0].tolist()
+        k = self.p.logprobs or 0
+        top = torch.topk(lp[:-1], k) if k else None
+        scored: list[TokenLogprob | None] = [None]
+        for i, v in enumerate(chosen):
+            alts = list(zip(top.indices[i].tolist(), top.values[i].tolist())) if top is not None else []
+            scored.append(TokenLogprob(self.prompt_ids[i + 1], v, alts))
+        return scored
+
+
+def new_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed if seed is not None else random.SystemRandom().randrange(2**63))
+    return g
