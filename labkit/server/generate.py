@@ -1,0 +1,259 @@
+"""/v1/completions and /v1/chat/completions over the engine, in OpenAI's response shapes.
+
+Both endpoints build their answer from the engine's deltas; the streamed and the whole
+answer are the same generator consumed two ways.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+from labkit import __version__
+from labkit.engine import Delta, Generation, LocalModel, SamplingParams, TokenLogprob
+from labkit.engine.text import token_bytes, token_str
+from labkit.errors import ContextLengthExceededError, InvalidRequestError
+from labkit.server.schemas import ChatRequest, CompletionRequest
+
+
+def fingerprint(lm: LocalModel) -> str:
+    return f"labkit-{__version__}-{lm.device.type}-{str(lm.dtype).removeprefix('torch.')}"
+
+
+def sse(obj) -> str:
+    return f"data: {json.dumps(obj)}\n\n"
+
+
+def _sampling(req, lm: LocalModel, max_tokens: int, stop: list[str], logprobs: int | None,
+              n: int, prompt_logprobs: bool = False) -> SamplingParams:
+    vocab = lm.model.config.vocab_size
+    bias = {}
+    for key, value in (req.logit_bias or {}).items():
+        if not key.lstrip("-").isdigit() or not 0 <= int(key) < vocab:
+            raise InvalidRequestError(f"logit_bias key {key!r} is not a token id of {lm.name} (0..{vocab - 1})",
+                                      "logit_bias")
+        bias[int(key)] = float(value)
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if req.temperature is None else float(req.temperature),
+        top_p=1.0 if req.top_p is None else float(req.top_p),
+        n=n, stop=stop, seed=req.seed,
+        presence_penalty=float(req.presence_penalty or 0), frequency_penalty=float(req.frequency_penalty or 0),
+        logit_bias=bias, logprobs=logprobs, prompt_logprobs=prompt_logprobs,
+    )
+
+
+def _check_window(lm: LocalModel, prompt_len: int, max_tokens: int, param: str) -> None:
+    if prompt_len + max_tokens > lm.context_window:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {lm.context_window} tokens. However, you requested "
+            f"{prompt_len + max_tokens} tokens ({prompt_len} in the {param}, {max_tokens} in the completion). "
+            f"Please reduce the length of the {param} or completion.", param=param)
+
+
+def _usage(prompt: int, completion: int) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+# ---------------------------------------------------------------- completions
+
+
+def completion_prompts(req: CompletionRequest, lm: LocalModel) -> list[list[int]]:
+    p, tok = req.prompt, lm.tokenizer
+    if isinstance(p, str):
+        prompts = [p]
+    elif all(isinstance(x, str) for x in p):
+        prompts = p
+    elif all(isinstance(x, int) for x in p):
+        prompts = [p]
+    else:
+        prompts = p
+    out = []
+    vocab = lm.model.config.vocab_size
+    for x in prompts:
+        ids = tok(x).input_ids if isinstance(x, str) else list(x)
+        if not ids:  # an empty prompt starts a document, as OpenAI's does
+            ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
+        if any(not 0 <= t < vocab for t in ids):
+            raise InvalidRequestError(f"prompt holds a token id outside {lm.name}'s vocabulary (0..{vocab - 1})",
+                                      "prompt")
+        out.append(ids)
+    return out
+
+
+def _legacy_logprobs(lm: LocalModel, ids_lps: list[tuple[int, TokenLogprob | None]], start: int,
+                     prefix_ids: list[int]) -> dict:
+    """OpenAI's legacy logprobs object; offsets count characters from the choice text's start."""
+    tok = lm.tokenizer
+    tokens, lps, tops, offsets = [], [], [], []
+    base = len(tok.decode(prefix_ids)) if prefix_ids else 0
+    ids = list(prefix_ids)
+    for tid, lp in ids_lps:
+        offsets.append(start + len(tok.decode(ids)) - base if ids else start)
+        ids.append(tid)
+        tokens.append(token_str(tok, tid))
+        lps.append(None if lp is None else lp.logprob)
+        tops.append(None if lp is None else {token_str(tok, t): v for t, v in lp.top})
+    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
+
+
+class CompletionRun:
+    """One /v1/completions request: prompts x best_of sequences, of which n are returned per prompt."""
+
+    def __init__(self, req: CompletionRequest, lm: LocalModel):
+        req.check()
+        self.req, self.lm = req, lm
+        self.n = req.n or 1
+        self.best_of = req.best_of or self.n
+        self.max_tokens = 16 if req.max_tokens is None else req.max_tokens
+        self.prompts = completion_prompts(req, lm)
+        for ids in self.prompts:
+            _check_window(lm, len(ids), self.max_tokens, "prompt")
+        want = req.logprobs
+        rank = self.best_of > self.n  # best_of ranks by logprob even when none are returned
+        self.params = _sampling(req, lm, self.max_tokens, req.stop_list(),
+                                want if want is not None else (0 if rank else None), self.best_of,
+                                prompt_logprobs=bool(req.echo and want is not None))
+        self.id, self.created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        self.generations: list[Generation] = []
+
+    def _generations(self) -> Iterator[tuple[int, Generation]]:
+        generator = None
+        for i, ids in enumerate(self.prompts):
+            g = Generation(self.lm, ids, self.params, generator)
+            generator = g.generator  # one seeded stream of randomness across the prompts
+            self.generations.append(g)
+            yield i, g
+
+    def _prompt_text(self, i: int) -> str:
+        p = self.req.prompt
+        if isinstance(p, str):
+            return p
+        return p[i] if isinstance(p[i], str) else self.lm.tokenizer.decode(self.prompts[i])
+
+    def usage(self) -> dict:
+        return _usage(sum(len(x) for x in self.prompts), sum(g.completion_tokens for g in self.generations))
+
+    def response(self) -> dict:
+        choices = []
+        for i, g in self._generations():
+            seqs = g.run()
+            if self.best_of > self.n:
+                seqs = sorted(seqs, key=lambda s: s.mean_logprob, reverse=True)[: self.n]
+            for j, s in enumerate(seqs):
+                text, lps = s.text, None
+                pairs = [(t.token_id, t) for t in s.logprobs]
+                prefix: list[int] = []
+                if self.req.echo:
+                    text = self._prompt_text(i) + text
+                    prompt_pairs = list(zip(self.prompts[i], g.prompt_logprobs or [None] * len(self.prompts[i])))
+                    pairs = prompt_pairs + pairs
+                else:
+                    prefix = self.prompts[i]
+                if self.req.logprobs is not None:
+                    lps = _legacy_logprobs(self.lm, pairs, 0, prefix)
+                choices.append({"text": text, "index": i * self.n + j, "logprobs": lps,
+                                "finish_reason": s.finish_reason})
+        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.lm.name,
+                "system_fingerprint": fingerprint(self.lm), "choices": choices, "usage": self.usage()}
+
+    def stream(self) -> Iterator[str]:
+        include_usage = bool(self.req.stream_options and self.req.stream_options.include_usage)
+        for i, g in self._generations():
+            written = [0] * self.n  # characters sent so far per choice, for text_offset
+            sent: list[list[int]] = [[] for _ in range(self.n)]  # tokens whose logprobs were sent
+            if self.req.echo:
+                yield self._chunk([{"text": self._prompt_text(i), "index": i * self.n + j, "logprobs": None,
+                                    "finish_reason": None} for j in range(self.n)], include_usage)
+            for deltas in g.steps():
+                choices = []
+                for d in deltas:
+                    lps = None
+                    if self.req.logprobs is not None:
+                        lps = _legacy_logprobs(self.lm, [(t.token_id, t) for t in d.logprobs],
+                                               written[d.index], self.prompts[i] + sent[d.index])
+                        sent[d.index] += [t.token_id for t in d.logprobs]
+                    written[d.index] += len(d.text)
+                    choices.append({"text": d.text, "index": i * self.n + d.index, "logprobs": lps,
+                                    "finish_reason": d.finish_reason})
+                yield self._chunk(choices, include_usage)
+        if include_usage:
+            yield sse({**self._head(), "choices": [], "usage": self.usage()})
+        yield "data: [DONE]\n\n"
+
+    def _head(self) -> dict:
+        return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.lm.name,
+                "system_fingerprint": fingerprint(self.lm)}
+
+    def _chunk(self, choices: list[dict], include_usage: bool) -> str:
+        return sse({**self._head(), "choices": choices, **({"usage": None} if include_usage else {})})
+
+
+# ---------------------------------------------------------------- chat
+
+
+def chat_prompt(req: ChatRequest, lm: LocalModel) -> list[int]:
+    """Render messages with the model's own chat template (developer messages act as system)."""
+    msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+    if lm.tokenizer.chat_template is None:
+        raise InvalidRequestError(f"{lm.name} has no chat template; use /v1/completions", "model")
+    ids = lm.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def _chat_logprobs(lm: LocalModel, lps: list[TokenLogprob]) -> dict:
+    tok = lm.tokenizer
+
+    def entry(tid: int, lp: float) -> dict:
+        raw = token_bytes(tok, tid)
+        return {"token": raw.decode(errors="replace"), "logprob": lp, "bytes": list(raw)}
+
+    return {"content": [{**entry(t.token_id, t.logprob), "top_logprobs": [entry(a, v) for a, v in t.top]}
+                        for t in lps], "refusal": None}
+
+
+class ChatRun:
+    def __init__(self, req: ChatRequest, lm: LocalModel):
+        req.check()
+        self.req, self.lm = req, lm
+        self.prompt = chat_prompt(req, lm)
+        asked = req.max_completion_tokens or req.max_tokens
+        max_tokens = asked if asked is not None else lm.context_window - len(self.prompt)
+        _check_window(lm, len(self.prompt), max(max_tokens, 1), "messages")
+        k = (req.top_logprobs or 0) if req.logprobs else None
+        self.params = _sampling(req, lm, max_tokens, req.stop_list(), k, req.n or 1)
+        self.id, self.created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        self.generation = Generation(lm, self.prompt, self.params)
+
+    def usage(self) -> dict:
+        return _usage(len(self.prompt), self.generation.completion_tokens)
+
+    def _head(self) -> dict:
+        return {"id": self.id, "created": self.created, "model": self.lm.name,
+                "system_fingerprint": fingerprint(self.lm)}
+
+    def response(self) -> dict:
+        choices = [{"index": s.index, "message": {"role": "assistant", "content": s.text, "refusal": None},
+                    "logprobs": _chat_logprobs(self.lm, s.logprobs) if self.req.logprobs else None,
+                    "finish_reason": s.finish_reason} for s in self.generation.run()]
+        return {**self._head(), "object": "chat.completion", "choices": choices, "usage": self.usage()}
+
+    def stream(self) -> Iterator[str]:
+        include_usage = bool(self.req.stream_options and self.req.stream_options.include_usage)
+        extra = {"usage": None} if include_usage else {}
+        head = {**self._head(), "object": "chat.completion.chunk"}
+        yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                        "logprobs": None, "finish_reason": None}
+                                       for i in range(self.params.n)], **extra})
+        for deltas in self.generation.steps():
+            yield sse({**head, "choices": [self._choice_delta(d) for d in deltas], **extra})
+        if include_usage:
+            yield sse({**head, "choices": [], "usage": self.usage()})
+        yield "data: [DONE]\n\n"
+
+    def _choice_delta(self, d: Delta) -> dict:
+        return {"index": d.index, "delta": {"content": d.text} if d.text else {},
+                "logprobs": _chat_logprobs(self.lm, d.logprobs) if self.req.logprobs else None,
+                "finish_reason": d.finish_reason}

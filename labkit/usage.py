@@ -1,0 +1,146 @@
+"""Tokens and dollars spent through a Lab's client, and the optional budget cap.
+
+The client's HTTP layer reports every response's `usage` here (streams too, when they
+carry it: `stream_options={"include_usage": True}`), and asks before each request whether
+it could push spending past the cap.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+
+from labkit import catalog, tokens
+from labkit.errors import BudgetExceededError, LabkitError
+
+
+@dataclass
+class ModelUsage:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Usage:
+    """Per-model token counts and estimated cost so far (prices from labkit.catalog)."""
+
+    def __init__(self, budget_usd: float | None = None):
+        self.budget_usd = budget_usd
+        self.by_model: dict[str, ModelUsage] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(u.cost_usd for u in self.by_model.values())
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(u.prompt_tokens + u.completion_tokens for u in self.by_model.values())
+
+    def record(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            u = self.by_model.setdefault(model, ModelUsage())
+            u.requests += 1
+            u.prompt_tokens += prompt_tokens
+            u.completion_tokens += completion_tokens
+            u.cost_usd += catalog.cost(model, prompt_tokens, completion_tokens)
+
+    def check_budget(self, body: dict) -> None:
+        """Refuse a request whose prompt plus max_tokens could pass the budget (before it is sent)."""
+        if self.budget_usd is None or "model" not in body:
+            return
+        estimate = catalog.cost(body["model"], _prompt_tokens(body), _max_tokens(body))
+        if self.cost_usd + estimate > self.budget_usd:
+            raise BudgetExceededError(
+                f"this request could cost up to ${estimate:.4f} ({body['model']}: prompt plus max_tokens); "
+                f"${self.cost_usd:.4f} of the ${self.budget_usd:.2f} budget is spent. "
+                "Raise Lab(budget_usd=...) or lower max_tokens.")
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_model.clear()
+
+    def __repr__(self) -> str:
+        if not self.by_model:
+            return "Usage(no requests yet)"
+        rows = [f"{'model':32s} {'requests':>8s} {'prompt':>8s} {'completion':>10s} {'cost $':>10s}"]
+        for name, u in self.by_model.items():
+            rows.append(f"{name:32s} {u.requests:8d} {u.prompt_tokens:8d} {u.completion_tokens:10d} "
+                        f"{u.cost_usd:10.6f}")
+        budget = f" of ${self.budget_usd:.2f} budget" if self.budget_usd is not None else ""
+        rows.append(f"{'total':32s} {'':8s} {'':8s} {self.total_tokens:>10d} {self.cost_usd:10.6f}{budget}")
+        return "\n".join(rows)
+
+
+def _prompt_tokens(body: dict) -> int:
+    model = body["model"]
+    try:
+        if "messages" in body:
+            return tokens.count_messages(body["messages"], model)
+        prompt = body.get("prompt", body.get("input", ""))
+        texts = prompt if isinstance(prompt, list) else [prompt]
+        return sum(len(t) if isinstance(t, list) else tokens.count(str(t), model) for t in texts)
+    except LabkitError:  # a model without a known tokenizer: the catalog prices it at 0 anyway
+        return 0
+
+
+def _max_tokens(body: dict) -> int:
+    per_choice = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    return per_choice * max(body.get("n") or 1, body.get("best_of") or 1)
+
+
+class UsageHooks:
+    """httpx event hooks that feed a Usage from the OpenAI client's traffic."""
+
+    def __init__(self, usage: Usage):
+        self.usage = usage
+
+    def on_request(self, request) -> None:
+        if request.method == "POST" and self.usage.budget_usd is not None:
+            try:
+                body = json.loads(request.content or b"{}")
+            except ValueError:
+                return
+            if isinstance(body, dict):
+                self.usage.check_budget(body)
+
+    def on_response(self, response) -> None:
+        if response.request.method != "POST" or response.status_code >= 400:
+            return
+        kind = response.headers.get("content-type", "")
+        if kind.startswith("application/json"):
+            response.read()
+            self._record(response.content)
+        elif kind.startswith("text/event-stream"):
+            response.stream = _SSETap(response.stream, self._record)
+
+    def _record(self, payload: bytes) -> None:
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return
+        usage = obj.get("usage") if isinstance(obj, dict) else None
+        if isinstance(usage, dict) and "model" in obj:
+            self.usage.record(obj["model"], int(usage.get("prompt_tokens") or 0),
+                              int(usage.get("completion_tokens") or 0))
+
+
+class _SSETap:
+    """Passes a server-sent-event byte stream through, reporting each `data:` payload that has usage."""
+
+    def __init__(self, inner, on_event):
+        self.inner, self.on_event, self.buffer = inner, on_event, b""
+
+    def __iter__(self):
+        for chunk in self.inner:
+            self.buffer += chunk
+            *lines, self.buffer = self.buffer.split(b"\n")
+            for line in lines:
+                if line.startswith(b"data:") and b'"usage"' in line and line[5:].strip() != b"[DONE]":
+                    self.on_event(line[5:].strip())
+            yield chunk
+
+    def close(self):
+        self.inner.close()
