@@ -44,10 +44,6 @@ class LocalModel:
     description: str
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one generation at a time
 
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
 
 def pick_device() -> torch.device:
     """LABKIT_DEVICE if set, else cuda > mps > cpu."""
@@ -156,6 +152,9 @@ def load(name: str = DEFAULT_MODEL) -> LocalModel:
             raise ModelNotAvailableError(
                 f"cannot load {name!r} from local files ({e}); labkit never downloads at run time") from e
         model.to(device).eval()
+        n_params = sum(p.numel() for p in model.parameters())
+        if dtype != torch.float32:
+            _float32_logits(model)
         eos = {tokenizer.eos_token_id} | _as_set(model.generation_config.eos_token_id)
         vocab = tokenizer.get_vocab()
         eos |= {vocab[t] for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>") if t in vocab}
@@ -167,11 +166,21 @@ def load(name: str = DEFAULT_MODEL) -> LocalModel:
             dtype=dtype,
             context_window=int(getattr(model.config, "max_position_embeddings", 2048)),
             eos_token_ids=frozenset(t for t in eos if t is not None),
-            description=f"{model.config.model_type}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M "
-            f"parameters, {str(dtype).removeprefix('torch.')} on {device.type}",
+            description=f"{model.config.model_type}, {n_params / 1e6:.0f}M parameters, "
+            f"{str(dtype).removeprefix('torch.')} on {device.type}" + (" (fp32 logits)" if dtype != torch.float32 else ""),
         )
         _loaded[name] = _loaded[served] = lm
         return lm
+
+
+def _float32_logits(model) -> None:
+    """Compute the output layer in fp32. bf16 logits have 8 bits of mantissa: near 20 they step
+    by 0.125, so greedy decoding meets ties and logprobs come out quantized."""
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().float().clone(), requires_grad=False)  # unties
+    if head.bias is not None:
+        head.bias = torch.nn.Parameter(head.bias.detach().float(), requires_grad=False)
+    head.register_forward_pre_hook(lambda _, args: (args[0].float(),))
 
 
 def _as_set(x) -> set[int]:

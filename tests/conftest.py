@@ -1,0 +1,112 @@
+"""Shared fixtures: one in-process labkit server for the session, the official SDK against it,
+and validators for OpenAI's published response schemas."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import openai
+import pytest
+
+from labkit.engine import DEFAULT_MODEL, load
+from labkit.server import LocalServer, create_app
+
+SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "openai-openapi" / "openapi.yaml"
+MODEL = DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def lm():
+    return load(MODEL)
+
+
+@pytest.fixture(scope="session")
+def server(lm):
+    with LocalServer(create_app([MODEL])) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def raw(server):
+    """POST raw bytes (for bodies the SDK would never send); returns (status, parsed JSON)."""
+    import urllib.error
+    import urllib.request
+
+    def post(path: str, body: bytes | str | dict, headers: dict | None = None):
+        data = json.dumps(body).encode() if isinstance(body, dict) else (
+            body.encode() if isinstance(body, str) else body)
+        req = urllib.request.Request(server.base_url + path, data=data, method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    return post
+
+
+@pytest.fixture(scope="session")
+def raw_stream(server):
+    """POST a streaming request; returns the parsed `data:` events up to (not including) [DONE]."""
+    import urllib.request
+
+    def post(path: str, body: dict) -> list[dict]:
+        req = urllib.request.Request(server.base_url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            lines = [ln[5:].strip() for ln in r.read().decode().splitlines() if ln.startswith("data:")]
+        assert lines[-1] == "[DONE]", "a stream ends with data: [DONE]"
+        return [json.loads(x) for x in lines[:-1]]
+
+    return post
+
+
+def _load_spec(cache_dir: Path) -> dict:
+    import yaml
+
+    cached = cache_dir / f"openapi-{SPEC.stat().st_mtime_ns}.pickle"
+    if cached.exists():
+        return pickle.loads(cached.read_bytes())
+    spec = yaml.load(SPEC.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    spec = _nullable_to_31(spec)
+    cached.write_bytes(pickle.dumps(spec))
+    return spec
+
+
+def _nullable_to_31(node):
+    """The description is OpenAPI 3.1 but still writes OpenAPI 3.0's `nullable: true` in places
+    (stream chunks' finish_reason, for one); JSON Schema ignores that keyword, so spell it as 3.1 does."""
+    if isinstance(node, list):
+        return [_nullable_to_31(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _nullable_to_31(v) for k, v in node.items()}
+    if node.pop("nullable", False) is True:
+        return {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+@pytest.fixture(scope="session")
+def openapi(request):
+    """validate(obj, "CreateCompletionResponse") against ../shared/openai-openapi/openapi.yaml."""
+    if not SPEC.exists():
+        pytest.skip(f"OpenAI's OpenAPI description is absent ({SPEC}): schema checks skipped")
+    from jsonschema import Draft202012Validator
+
+    spec = _load_spec(Path(request.config.cache.mkdir("labkit")))
+
+    def validate(obj: dict, schema: str) -> None:
+        root = {"components": spec["components"], "$ref": f"#/components/schemas/{schema}"}
+        errors = sorted(Draft202012Validator(root).iter_errors(obj), key=lambda e: list(e.path))
+        assert not errors, f"{schema}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+    return validate
