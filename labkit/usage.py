@@ -8,6 +8,7 @@ it could push spending past the cap.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -114,7 +115,7 @@ class UsageHooks:
             response.read()
             self._record(response.content)
         elif kind.startswith("text/event-stream"):
-            response.stream = _SSETap(response.stream, self._record)
+            response.stream = _sse_tap(response, self._record)
 
     def _record(self, payload: bytes) -> None:
         try:
@@ -127,20 +128,27 @@ class UsageHooks:
                               int(usage.get("completion_tokens") or 0))
 
 
-class _SSETap:
-    """Passes a server-sent-event byte stream through, reporting each `data:` payload that has usage."""
+def _sse_tap(response, on_event):
+    """Wrap a response's byte stream so each `data:` payload carrying usage is reported as it passes.
 
-    def __init__(self, inner, on_event):
-        self.inner, self.on_event, self.buffer = inner, on_event, b""
+    The wrapper subclasses the HTTP library's own SyncByteStream (httpx, or httpx2 for newer
+    openai releases), which is how that library tells a sync stream from an async one."""
+    library = sys.modules[type(response).__module__.split(".")[0]]
 
-    def __iter__(self):
-        for chunk in self.inner:
-            self.buffer += chunk
-            *lines, self.buffer = self.buffer.split(b"\n")
-            for line in lines:
-                if line.startswith(b"data:") and b'"usage"' in line and line[5:].strip() != b"[DONE]":
-                    self.on_event(line[5:].strip())
-            yield chunk
+    class SSETap(library.SyncByteStream):
+        def __init__(self, inner):
+            self.inner, self.buffer = inner, b""
 
-    def close(self):
-        self.inner.close()
+        def __iter__(self):
+            for chunk in self.inner:
+                self.buffer += chunk
+                *lines, self.buffer = self.buffer.split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data:") and b'"usage"' in line:
+                        on_event(line[5:].strip())
+                yield chunk
+
+        def close(self):
+            self.inner.close()
+
+    return SSETap(response.stream)

@@ -167,7 +167,8 @@ def load(name: str = DEFAULT_MODEL) -> LocalModel:
             context_window=int(getattr(model.config, "max_position_embeddings", 2048)),
             eos_token_ids=frozenset(t for t in eos if t is not None),
             description=f"{model.config.model_type}, {n_params / 1e6:.0f}M parameters, "
-            f"{str(dtype).removeprefix('torch.')} on {device.type}" + (" (fp32 logits)" if dtype != torch.float32 else ""),
+            f"{str(dtype).removeprefix('torch.')} on {device.type}"
+            + (" (fp32 logits)" if dtype != torch.float32 else ""),
         )
         _loaded[name] = _loaded[served] = lm
         return lm
