@@ -19,9 +19,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # import Lab lazily: `import labkit` stays fast and torch-free
+_SUBMODULES = {"catalog", "engine", "server", "tokens", "usage", "viz", "widgets"}
+
+
+def __getattr__(name):  # import lazily: `import labkit` stays fast and torch-free
     if name == "Lab":
         from labkit.lab import Lab
 
         return Lab
-    raise AttributeError(name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"labkit.{name}")
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")

@@ -119,19 +119,25 @@ class Lab:
 
     def local_tokens(self, text_or_messages, model: str | None = None) -> list[int]:
         """Token ids the local model sees (messages go through its chat template)."""
-        from labkit.engine import load
-
-        tok = load(model or self.local_model or self.models.chat).tokenizer
+        tok = self._local_tokenizer(model)
         if isinstance(text_or_messages, str):
             return tok(text_or_messages).input_ids
         ids = tok.apply_chat_template(list(text_or_messages), add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
-    def render_chat(self, messages, model: str | None = None) -> str:
-        """The exact prompt text a local model's chat template makes of `messages`."""
+    def token_pieces(self, text_or_messages, model: str | None = None) -> list[tuple[int, str]]:
+        """(id, text) of each token the local model sees, to look at how text is cut up."""
+        tok = self._local_tokenizer(model)
+        return [(i, tok.decode([i])) for i in self.local_tokens(text_or_messages, model)]
+
+    def _local_tokenizer(self, model: str | None):
         from labkit.engine import load
 
-        tok = load(model or self.local_model or self.models.chat).tokenizer
+        return load(model or self.local_model or self.models.chat).tokenizer
+
+    def render_chat(self, messages, model: str | None = None) -> str:
+        """The exact prompt text a local model's chat template makes of `messages`."""
+        tok = self._local_tokenizer(model)
         return tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
 
 

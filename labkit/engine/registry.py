@@ -144,13 +144,18 @@ def load(name: str = DEFAULT_MODEL) -> LocalModel:
 
         device = pick_device()
         dtype = pick_dtype(device)
+        from transformers.utils import logging as hf_logging
+
         offline = {"local_files_only": True}  # never reach a hub at run time
+        hf_logging.disable_progress_bar()  # a second-long load needs no bar in every lesson's output
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **offline)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **offline)
         except OSError as e:
             raise ModelNotAvailableError(
                 f"cannot load {name!r} from local files ({e}); labkit never downloads at run time") from e
+        finally:
+            hf_logging.enable_progress_bar()
         model.to(device).eval()
         n_params = sum(p.numel() for p in model.parameters())
         if dtype != torch.float32:

@@ -85,9 +85,10 @@ def install(app: FastAPI) -> None:
         return error_response(400, f"Invalid request: {first['msg']}", param=param_path(tuple(first["loc"])))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, e: HTTPException):
-        msg = {404: "Unknown URL: this server implements the /v1 endpoints listed by GET /v1/models' docs",
-               405: "Method not allowed for this URL"}.get(e.status_code, str(e.detail))
+    async def _http(request: Request, e: HTTPException):
+        msg = {404: f"Invalid URL ({request.method} {request.url.path}): labkit serves /v1/models, "
+                    "/v1/completions and /v1/chat/completions",
+               405: f"Method {request.method} is not allowed for {request.url.path}"}.get(e.status_code, str(e.detail))
         return error_response(e.status_code, msg)
 
     @app.exception_handler(Exception)

@@ -31,7 +31,7 @@ def _sampling(req, lm: LocalModel, max_tokens: int, stop: list[str], logprobs: i
     vocab = lm.model.config.vocab_size
     bias = {}
     for key, value in (req.logit_bias or {}).items():
-        if not key.lstrip("-").isdigit() or not 0 <= int(key) < vocab:
+        if not (key.isascii() and key.isdigit() and int(key) < vocab):
             raise InvalidRequestError(f"logit_bias key {key!r} is not a token id of {lm.name} (0..{vocab - 1})",
                                       "logit_bias")
         bias[int(key)] = float(value)

@@ -18,7 +18,8 @@ Temperature = Annotated[Number, Field(ge=0, le=2)]
 TopP = Annotated[Number, Field(ge=0, le=1)]
 Penalty = Annotated[Number, Field(ge=-2, le=2)]
 Bias = Annotated[Number, Field(ge=-100, le=100)]
-Stop = StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=4)] | None
+Stop = StrictStr | list[StrictStr] | None  # at most 4: checked in check(), to say so plainly
+Seed = Annotated[StrictInt, Field(ge=-(2**63), lt=2**64)]  # what a 64-bit generator seed can hold
 
 UNSUPPORTED = {
     "chat": ["tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "response_format",
@@ -44,7 +45,7 @@ class _Request(BaseModel):
     top_p: TopP | None = None
     n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
     stop: Stop = None
-    seed: StrictInt | None = None
+    seed: Seed | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     logit_bias: dict[StrictStr, Bias] | None = None
@@ -54,6 +55,9 @@ class _Request(BaseModel):
 
     def check(self) -> None:
         """Rules that tie fields together; each failure names its field."""
+        if isinstance(self.stop, list) and not 1 <= len(self.stop) <= 4:
+            raise InvalidRequestError(f"stop takes a string or a list of 1 to 4 strings, got {len(self.stop)}",
+                                      "stop", code="invalid_value")
         if self.stream_options is not None and not self.stream:
             raise InvalidRequestError("stream_options is only allowed when stream is true", "stream_options")
 
