@@ -96,3 +96,15 @@ def test_count_tokens_local_and_openai(lm):
     assert lab.count_tokens(messages) == len(lab.local_tokens(messages))
     assert "<|im_start|>user\nHello there<|im_end|>" in lab.render_chat(messages)
     assert lab.count_tokens("Hello there", model="gpt-4o") == 2
+
+
+def test_two_servers_never_collide(lm):
+    """Each kernel's server takes a port the OS hands out, bound before uvicorn starts."""
+    from labkit.server import LocalServer, create_app
+
+    with LocalServer(create_app([MODEL])) as a, LocalServer(create_app([MODEL])) as b:
+        assert a.port != b.port
+        for srv in (a, b):
+            c = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+            assert [m.id for m in c.models.list().data] == [MODEL]
+    assert not a.thread.is_alive() and not b.thread.is_alive(), "stopped cleanly"

@@ -98,22 +98,21 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
         first = models.names[0]
         return {"chat": first, "completion": first, "embedding": None}
 
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        req = CompletionRequest.model_validate(await _body(request, "completions"))
+    async def generate(request: Request, endpoint: str, schema, run_class):
+        """Validate, load the model, then answer whole or as server-sent events (work runs off the event loop)."""
+        req = schema.model_validate(await _body(request, endpoint))
         lm = await run_in_threadpool(models.get, req.model)
-        run = await run_in_threadpool(CompletionRun, req, lm)
+        run = await run_in_threadpool(run_class, req, lm)
         if req.stream:
             return StreamingResponse(run.stream(), media_type="text/event-stream")
         return JSONResponse(await run_in_threadpool(run.response))
 
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await generate(request, "completions", CompletionRequest, CompletionRun)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        req = ChatRequest.model_validate(await _body(request, "chat"))
-        lm = await run_in_threadpool(models.get, req.model)
-        run = await run_in_threadpool(ChatRun, req, lm)
-        if req.stream:
-            return StreamingResponse(run.stream(), media_type="text/event-stream")
-        return JSONResponse(await run_in_threadpool(run.response))
+        return await generate(request, "chat", ChatRequest, ChatRun)
 
     return app
