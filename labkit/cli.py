@@ -20,7 +20,7 @@ def cmd_serve(args) -> None:
     for name in names:  # load before listening, so the first student does not wait
         lm = load(name)
         print(f"loaded {lm.name}: {lm.description}", flush=True)
-    app = create_app([load(n).name for n in names], api_keys=args.api_key)
+    app = create_app(names, api_keys=args.api_key)
     where = f"http://{args.host}:{args.port}/v1"
     print(f"labkit serving {', '.join(names)} at {where}" + (" (API keys required)" if args.api_key else ""),
           flush=True)

@@ -43,9 +43,10 @@ def _local_server(model: str):
     from labkit.server import LocalServer, create_app
 
     with _servers_lock:
-        if model not in _servers:
-            _servers[model] = LocalServer(create_app([model]))
-        return _servers[model]
+        server = _servers.get(model)
+        if server is None or not server.thread.is_alive():  # first use, or stopped since
+            server = _servers[model] = LocalServer(create_app([model]))
+        return server
 
 
 def choose_backend(backend: str | None = None) -> str:
@@ -74,16 +75,18 @@ class Lab:
         self.usage = Usage(budget_usd)
         hooks = UsageHooks(self.usage)
         http = openai.DefaultHttpxClient(
-            event_hooks={"request": [hooks.on_request], "response": [hooks.on_response]})
+            event_hooks={"request": [hooks.on_request], "response": [hooks.on_response]},
+            trust_env=self.backend != "local")  # a campus proxy must not see requests to 127.0.0.1
         if self.backend == "local":
             from labkit.engine import DEFAULT_MODEL
+            from labkit.server.app import local_roles
 
             self.local_model = local_model or os.environ.get("LABKIT_LOCAL_MODEL") or DEFAULT_MODEL
             self.server = _local_server(self.local_model)
             self.base_url = self.server.base_url
             self.client = openai.OpenAI(base_url=self.base_url, api_key=LOCAL_KEY, http_client=http,
                                         timeout=timeout)
-            roles = _roles(self.base_url, LOCAL_KEY)
+            roles = local_roles(self.server.app.state.models)
         else:
             self.server, self.local_model = None, None
             self.client = openai.OpenAI(base_url=base_url, api_key=api_key, http_client=http, timeout=timeout)

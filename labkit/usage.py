@@ -1,8 +1,9 @@
 """Tokens and dollars spent through a Lab's client, and the optional budget cap.
 
-The client's HTTP layer reports every response's `usage` here (streams too, when they
-carry it: `stream_options={"include_usage": True}`), and asks before each request whether
-it could push spending past the cap.
+The client's HTTP layer reports every response's `usage` here, and asks before each
+request whether it could push spending past the cap. A stream carries usage only with
+`stream_options={"include_usage": True}`; without it labkit counts one token per streamed
+piece of text (how OpenAI and labkit stream) and marks the request as estimated.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    estimated: int = 0  # requests whose counts are labkit's estimate (streams without usage)
 
 
 class Usage:
@@ -34,16 +36,19 @@ class Usage:
 
     @property
     def cost_usd(self) -> float:
-        return sum(u.cost_usd for u in self.by_model.values())
+        with self._lock:
+            return sum(u.cost_usd for u in self.by_model.values())
 
     @property
     def total_tokens(self) -> int:
-        return sum(u.prompt_tokens + u.completion_tokens for u in self.by_model.values())
+        with self._lock:
+            return sum(u.prompt_tokens + u.completion_tokens for u in self.by_model.values())
 
-    def record(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+    def record(self, model: str, prompt_tokens: int, completion_tokens: int, estimated: bool = False) -> None:
         with self._lock:
             u = self.by_model.setdefault(model, ModelUsage())
             u.requests += 1
+            u.estimated += estimated
             u.prompt_tokens += prompt_tokens
             u.completion_tokens += completion_tokens
             u.cost_usd += catalog.cost(model, prompt_tokens, completion_tokens)
@@ -68,8 +73,9 @@ class Usage:
             return "Usage(no requests yet)"
         rows = [f"{'model':32s} {'requests':>8s} {'prompt':>8s} {'completion':>10s} {'cost $':>10s}"]
         for name, u in self.by_model.items():
+            note = f"  ({u.estimated} streamed without usage: estimated)" if u.estimated else ""
             rows.append(f"{name:32s} {u.requests:8d} {u.prompt_tokens:8d} {u.completion_tokens:10d} "
-                        f"{u.cost_usd:10.6f}")
+                        f"{u.cost_usd:10.6f}{note}")
         budget = f" of ${self.budget_usd:.2f} budget" if self.budget_usd is not None else ""
         rows.append(f"{'total':32s} {'':8s} {'':8s} {self.total_tokens:>10d} {self.cost_usd:10.6f}{budget}")
         return "\n".join(rows)
@@ -88,7 +94,17 @@ def _prompt_tokens(body: dict) -> int:
 
 
 def _max_tokens(body: dict) -> int:
-    per_choice = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    """The most completion tokens a request may bill: without max_tokens, chat may fill the window."""
+    per_choice = body.get("max_completion_tokens") or body.get("max_tokens")
+    if per_choice is None:
+        if "messages" not in body:
+            per_choice = 16  # the completions endpoint's default
+        else:
+            try:
+                window = catalog.info(body["model"]).context_window or 0
+            except LabkitError:
+                window = 0
+            per_choice = max(0, window - _prompt_tokens(body))
     return per_choice * max(body.get("n") or 1, body.get("best_of") or 1)
 
 
@@ -115,7 +131,7 @@ class UsageHooks:
             response.read()
             self._record(response.content)
         elif kind.startswith("text/event-stream"):
-            response.stream = _sse_tap(response, self._record)
+            response.stream = _sse_tap(response, _StreamCount(self.usage, response.request))
 
     def _record(self, payload: bytes) -> None:
         try:
@@ -128,8 +144,45 @@ class UsageHooks:
                               int(usage.get("completion_tokens") or 0))
 
 
+class _StreamCount:
+    """Follows one stream's events: its usage chunk if it sends one, else an estimate at [DONE]."""
+
+    def __init__(self, usage: Usage, request):
+        self.usage, self.request = usage, request
+        self.model, self.pieces, self.done = None, 0, False
+
+    def __call__(self, payload: bytes) -> None:
+        if self.done:
+            return
+        if payload == b"[DONE]":
+            self._estimate()
+            return
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return
+        self.model = obj.get("model", self.model)
+        if isinstance(obj.get("usage"), dict):
+            u = obj["usage"]
+            self.usage.record(self.model, int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+            self.done = True
+            return
+        for choice in obj.get("choices") or []:
+            piece = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+            self.pieces += bool(piece)
+
+    def _estimate(self) -> None:
+        self.done = True
+        try:
+            body = json.loads(self.request.content or b"{}")
+        except ValueError:
+            body = {}
+        if self.model and isinstance(body, dict):
+            self.usage.record(self.model, _prompt_tokens({**body, "model": self.model}), self.pieces, estimated=True)
+
+
 def _sse_tap(response, on_event):
-    """Wrap a response's byte stream so each `data:` payload carrying usage is reported as it passes.
+    """Wrap a response's byte stream so each `data:` payload is reported as it passes.
 
     The wrapper subclasses the HTTP library's own SyncByteStream (httpx, or httpx2 for newer
     openai releases), which is how that library tells a sync stream from an async one."""
@@ -144,7 +197,7 @@ def _sse_tap(response, on_event):
                 self.buffer += chunk
                 *lines, self.buffer = self.buffer.split(b"\n")
                 for line in lines:
-                    if line.startswith(b"data:") and b'"usage"' in line:
+                    if line.startswith(b"data:"):
                         on_event(line[5:].strip())
                 yield chunk
 

@@ -59,6 +59,17 @@ def test_openai_backend_against_a_labkit_server(server):
     assert u.completion_tokens == r.usage.completion_tokens + streamed.completion_tokens
 
 
+def test_stream_without_usage_is_estimated(server):
+    lab = labkit.Lab(backend="openai", base_url=server.base_url, api_key="unused")
+    pieces = [c.choices[0].delta.content for c in lab.client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=6, stream=True)
+        if c.choices and c.choices[0].delta.content]
+    u = lab.usage.by_model[MODEL]
+    assert (u.requests, u.estimated, u.completion_tokens) == (1, 1, len(pieces))
+    assert u.prompt_tokens == 0, "a local model's prompt cannot be counted with tiktoken: left at 0"
+    assert "estimated" in repr(lab.usage)
+
+
 def test_openai_backend_defaults_to_openai_model_names(monkeypatch):
     lab = labkit.Lab(backend="openai", api_key="sk-test", base_url="https://api.openai.com/v1")
     assert lab.models == OPENAI_MODELS
@@ -72,6 +83,8 @@ def test_budget_refuses_before_sending(server):
         # gpt-4: $60 per 1M output tokens, so 1,000 tokens could cost $0.06 > $0.01
         lab.client.chat.completions.create(model="gpt-4", max_tokens=1000,
                                            messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(labkit.BudgetExceededError):  # no max_tokens: gpt-4 may fill its 8k window
+        lab.client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "Hi"}])
     assert lab.usage.by_model == {}, "nothing was sent, nothing was spent"
     # a local model is free, so the cap never blocks it
     lab.client.chat.completions.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])

@@ -104,8 +104,22 @@ def test_logprobs_greedy_token_is_top_alternative(client):
     for token, chosen, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
         assert token in top and len(top) == 3
         assert chosen == pytest.approx(max(top.values()), abs=1e-5)  # bf16 logits can tie: compare values
-    offsets = lp.text_offset
-    assert offsets[0] == 0 and all(b - a == len(t) for a, b, t in zip(offsets, offsets[1:], lp.tokens))
+    offsets = lp.text_offset  # OpenAI counts from the start of the prompt, echoed or not
+    assert offsets[0] == len("def fibonacci(num):")
+    assert all(b - a == len(t) for a, b, t in zip(offsets, offsets[1:], lp.tokens))
+
+
+def test_streamed_logprobs_equal_whole_ones(client):
+    kw = {"max_tokens": 30, "temperature": 0, "logprobs": 2, "stop": ["return"], "echo": True}
+    whole = complete(client, **kw).choices[0].logprobs
+    tokens, offsets, lps = [], [], []
+    for chunk in complete(client, stream=True, **kw):
+        for c in chunk.choices:
+            if c.logprobs:
+                tokens += c.logprobs.tokens
+                offsets += c.logprobs.text_offset
+                lps += c.logprobs.token_logprobs
+    assert tokens == whole.tokens and offsets == whole.text_offset and lps == whole.token_logprobs
 
 
 def test_completion_seed_reproduces(client):
@@ -127,7 +141,9 @@ def test_completion_stream_events_validate(raw_stream, openapi):
             if choice["finish_reason"] is None:
                 choice["finish_reason"] = "length"
         openapi(event, "CreateCompletionResponse")
-    assert events[-1]["usage"]["completion_tokens"] == 5 or events[-2]["choices"][0]["finish_reason"] == "stop"
+    usage, finish = events[-1]["usage"], events[-2]["choices"][0]["finish_reason"]
+    assert events[-1]["choices"] == [] and usage["prompt_tokens"] == 1
+    assert finish == "stop" if usage["completion_tokens"] < 5 else finish == "length"
 
 
 def test_completion_stream_reassembles(client):
@@ -143,10 +159,11 @@ def test_completion_stream_reassembles(client):
     assert [finish[0], finish[1]] == [c.finish_reason for c in whole.choices]
 
 
-def test_best_of_returns_highest_mean_logprob(client):
-    r = complete(client, max_tokens=6, n=1, best_of=4, seed=3, logprobs=0)
-    assert len(r.choices) == 1 and r.usage.completion_tokens > 6  # all four candidates are billed
-    every = complete(client, max_tokens=6, n=4, seed=3, logprobs=0)
+def test_best_of_returns_highest_mean_logprob(client, lm):
+    no_eos = {str(t): -100 for t in lm.eos_token_ids}  # all candidates run the full length
+    r = complete(client, max_tokens=6, n=1, best_of=4, seed=3, logprobs=0, logit_bias=no_eos)
+    assert len(r.choices) == 1 and r.usage.completion_tokens == 24  # all four candidates are billed
+    every = complete(client, max_tokens=6, n=4, seed=3, logprobs=0, logit_bias=no_eos)
     means = [sum(c.logprobs.token_logprobs) / len(c.logprobs.token_logprobs) for c in every.choices]
     assert r.choices[0].text == every.choices[max(range(4), key=means.__getitem__)].text
 
@@ -165,9 +182,10 @@ def test_penalties_and_logit_bias_change_output(client, lm):
     assert penalised.choices[0].text != plain_long.choices[0].text
 
 
-def test_top_p_tiny_is_greedy(client):
+@pytest.mark.parametrize("top_p", [0.0, 1e-6])
+def test_top_p_tiny_is_greedy(client, top_p):
     greedy = complete(client, max_tokens=10, temperature=0)
-    nucleus = complete(client, max_tokens=10, temperature=1.5, top_p=1e-6, seed=99)
+    nucleus = complete(client, max_tokens=10, temperature=1.5, top_p=top_p, seed=99)
     assert nucleus.choices[0].text == greedy.choices[0].text
 
 

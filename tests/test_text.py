@@ -39,3 +39,16 @@ def test_multibyte_characters_are_whole(lm):
     assert b"".join(token_bytes(lm.tokenizer, t) for t in tree) == "🌳".encode()
     if len(tree) > 1:  # a token holding part of a character shows its bytes, as OpenAI does
         assert token_str(lm.tokenizer, tree[0]).startswith("bytes:\\x")
+
+
+def test_logprob_tokens_before_a_stop_after_multibyte_text_are_kept(lm):
+    """Tokens of '😀' decode to half characters one at a time; they are still visible text."""
+    ts = TextStream(lm.tokenizer, ["\n"])
+    ids = lm.tokenizer("Hi 😀\nmore").input_ids
+    for t in ids:
+        ts.push(t)
+        if ts.stopped:
+            break
+    assert ts.text == "Hi 😀"
+    emoji_tokens = len(lm.tokenizer("Hi 😀").input_ids)
+    assert ts.n_visible_tokens() == emoji_tokens

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
@@ -44,7 +44,6 @@ class LocalModel:
     context_window: int
     eos_token_ids: frozenset[int]
     description: str
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one generation at a time
 
 
 def pick_device() -> torch.device:

@@ -58,10 +58,12 @@ class Sequence:
     text: str = ""
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
+    sum_logprob: float = 0.0  # over every sampled token, the end-of-text one included
 
     @property
     def mean_logprob(self) -> float:
-        return sum(t.logprob for t in self.logprobs) / max(1, len(self.logprobs))
+        """What best_of ranks by: log probability per sampled token."""
+        return self.sum_logprob / max(1, len(self.token_ids))
 
 
 class Generation:
@@ -74,6 +76,7 @@ class Generation:
         self.sequences = [Sequence(i) for i in range(params.n)]
         self.prompt_logprobs: list[TokenLogprob | None] = []
         self.completion_tokens = 0
+        self.cancelled = False  # set from another thread to stop early (the client went away)
 
     @torch.inference_mode()
     def steps(self) -> Iterator[list[Delta]]:
@@ -118,6 +121,7 @@ class Generation:
                 seq, ts = self.sequences[seq_i], texts[seq_i]
                 d = Delta(seq_i)
                 seq.token_ids.append(chosen_l[r])
+                seq.sum_logprob += chosen_lp[r]
                 if is_eos[r]:
                     d.text, d.finish_reason = ts.flush(), "stop"
                 else:
@@ -144,7 +148,7 @@ class Generation:
                     keep.append(r)
             if deltas:
                 yield deltas
-            if not keep:
+            if not keep or self.cancelled:
                 return
             if len(keep) < len(rows):
                 cache.batch_select_indices(torch.tensor(keep, device=dev))
@@ -161,13 +165,14 @@ class Generation:
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         p = self.p
-        if p.temperature == 0:
+        if p.temperature < 1e-5:  # 0 means greedy; tinier than this overflows logits / temperature
             return logits.argmax(-1)
         probs = torch.softmax(logits / p.temperature, dim=-1)
         if p.top_p < 1.0:
             sorted_p, order = probs.sort(dim=-1, descending=True)
             # keep the smallest set whose mass reaches top_p (always at least the top token)
             drop = sorted_p.cumsum(-1) - sorted_p >= p.top_p
+            drop[:, 0] = False
             sorted_p = sorted_p.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
         # inverse-CDF draw: one uniform per row (torch.multinomial spends ~8 ms/step here on exponentials)

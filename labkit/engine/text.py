@@ -48,7 +48,7 @@ class TextStream:
     def __init__(self, tokenizer, stop: list[str]):
         self.tokenizer, self.stop = tokenizer, stop
         self.ids: list[int] = []
-        self.ends: list[int] = []  # length of the text after each token
+        self.byte_ends: list[int] = []  # bytes of text after each token (decoded text can hold half a character)
         self.text = ""
         self.emitted = 0
         self.stopped = False
@@ -56,8 +56,9 @@ class TextStream:
     def push(self, token_id: int) -> str:
         """Add a token; return the newly safe text ('' if none). Sets `stopped` on a stop string."""
         self.ids.append(token_id)
+        self.byte_ends.append((self.byte_ends[-1] if self.byte_ends else 0)
+                              + len(token_bytes(self.tokenizer, token_id)))
         text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        self.ends.append(len(text))
         start = max(0, self.emitted - max((len(s) for s in self.stop), default=0))
         hits = [i for s in self.stop if (i := text.find(s, start)) >= 0]
         if hits:
@@ -76,13 +77,10 @@ class TextStream:
         return delta
 
     def n_visible_tokens(self) -> int:
-        """How many tokens contributed to the released text (for logprobs)."""
-        start = 0
-        for i, end in enumerate(self.ends):
-            if start >= self.emitted:
-                return i
-            start = end
-        return len(self.ends)
+        """How many tokens contributed to the released text (for logprobs): those starting inside it."""
+        released = len(self.text[: self.emitted].encode())
+        starts = [0, *self.byte_ends[:-1]]
+        return sum(1 for start in starts if start < released)
 
     def _holdback(self, text: str) -> int:
         if text.endswith("\ufffd"):

@@ -7,6 +7,7 @@ Models load on first use, so the server answers /v1/models at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from labkit import catalog
 from labkit.engine import DEFAULT_MODEL, LocalModel, load
+from labkit.engine.registry import resolve
 from labkit.server import errors
 from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
@@ -27,10 +29,12 @@ ROLES_PATH = "/labkit/roles"  # lets a remote Lab find a labkit server's models 
 
 
 class Models:
-    """The models a server offers, by name, loaded lazily and once."""
+    """The models a server offers under their served names, loaded lazily and once."""
 
     def __init__(self, names: list[str]):
-        self.names = list(dict.fromkeys(names))
+        # a folder or hub id is served under a short name; remember where each one loads from
+        self.sources = {resolve(n)[0]: n for n in names}
+        self.names = list(self.sources)
         self._loaded: dict[str, LocalModel] = {}
         self._lock = threading.Lock()
         self.created = int(time.time())
@@ -43,11 +47,17 @@ class Models:
             raise errors.model_not_found(name, f"This labkit server offers: {', '.join(self.names)}.")
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = load(name)
+                self._loaded[name] = load(self.sources[name])
             return self._loaded[name]
 
     def card(self, name: str) -> dict:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "labkit"}
+
+
+def local_roles(models: Models) -> dict:
+    """Which served model plays each role (the first serves chat and completion; embeddings come later)."""
+    first = models.names[0]
+    return {"chat": first, "completion": first, "embedding": None}
 
 
 async def _body(request: Request, endpoint: str) -> dict:
@@ -95,17 +105,20 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
 
     @app.get(ROLES_PATH)
     def roles():
-        first = models.names[0]
-        return {"chat": first, "completion": first, "embedding": None}
+        return local_roles(models)
 
     async def generate(request: Request, endpoint: str, schema, run_class):
         """Validate, load the model, then answer whole or as server-sent events (work runs off the event loop)."""
         req = schema.model_validate(await _body(request, endpoint))
         lm = await run_in_threadpool(models.get, req.model)
         run = await run_in_threadpool(run_class, req, lm)
-        if req.stream:
+        if req.stream:  # a client that leaves stops the stream: nothing pulls the next step
             return StreamingResponse(run.stream(), media_type="text/event-stream")
-        return JSONResponse(await run_in_threadpool(run.response))
+        work = asyncio.ensure_future(run_in_threadpool(run.response))
+        while not (await asyncio.wait({work}, timeout=0.25))[0]:
+            if await request.is_disconnected():  # e.g. a notebook cell interrupted: stop decoding
+                run.cancel()
+        return JSONResponse(work.result())
 
     @app.post("/v1/completions")
     async def completions(request: Request):

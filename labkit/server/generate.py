@@ -11,6 +11,8 @@ import time
 import uuid
 from collections.abc import Iterator
 
+from jinja2 import TemplateError
+
 from labkit import __version__
 from labkit.engine import Delta, Generation, LocalModel, SamplingParams, TokenLogprob
 from labkit.engine.text import token_bytes, token_str
@@ -74,8 +76,9 @@ def completion_prompts(req: CompletionRequest, lm: LocalModel) -> list[list[int]
     vocab = lm.model.config.vocab_size
     for x in prompts:
         ids = tok(x).input_ids if isinstance(x, str) else list(x)
-        if not ids:  # an empty prompt starts a document, as OpenAI's does
-            ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
+        if not ids:  # an empty prompt starts a new document, as OpenAI's does
+            ids = [tok.get_vocab().get("<|endoftext|>", tok.bos_token_id if tok.bos_token_id is not None
+                                       else tok.eos_token_id)]
         if any(not 0 <= t < vocab for t in ids):
             raise InvalidRequestError(f"prompt holds a token id outside {lm.name}'s vocabulary (0..{vocab - 1})",
                                       "prompt")
@@ -83,15 +86,15 @@ def completion_prompts(req: CompletionRequest, lm: LocalModel) -> list[list[int]
     return out
 
 
-def _legacy_logprobs(lm: LocalModel, ids_lps: list[tuple[int, TokenLogprob | None]], start: int,
-                     prefix_ids: list[int]) -> dict:
-    """OpenAI's legacy logprobs object; offsets count characters from the choice text's start."""
+def _legacy_logprobs(lm: LocalModel, pairs: list[tuple[int, TokenLogprob | None]], base: int,
+                     before: list[int]) -> dict:
+    """OpenAI's legacy logprobs object for `pairs` (token id, logprob), which follow the tokens `before`
+    in a stretch of text starting at character `base` of prompt + completion (OpenAI's text_offset)."""
     tok = lm.tokenizer
+    ids = list(before)
     tokens, lps, tops, offsets = [], [], [], []
-    base = len(tok.decode(prefix_ids)) if prefix_ids else 0
-    ids = list(prefix_ids)
-    for tid, lp in ids_lps:
-        offsets.append(start + len(tok.decode(ids)) - base if ids else start)
+    for tid, lp in pairs:
+        offsets.append(base + len(tok.decode(ids)))
         ids.append(tid)
         tokens.append(token_str(tok, tid))
         lps.append(None if lp is None else lp.logprob)
@@ -118,10 +121,13 @@ class CompletionRun:
                                 prompt_logprobs=bool(req.echo and want is not None))
         self.id, self.created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         self.generations: list[Generation] = []
+        self.cancelled = False
 
     def _generations(self) -> Iterator[tuple[int, Generation]]:
         generator = None
         for i, ids in enumerate(self.prompts):
+            if self.cancelled:
+                return
             g = Generation(self.lm, ids, self.params, generator)
             generator = g.generator  # one seeded stream of randomness across the prompts
             self.generations.append(g)
@@ -142,40 +148,47 @@ class CompletionRun:
             seqs = g.run()
             if self.best_of > self.n:
                 seqs = sorted(seqs, key=lambda s: s.mean_logprob, reverse=True)[: self.n]
+            prompt_text = self._prompt_text(i)
             for j, s in enumerate(seqs):
-                text, lps = s.text, None
-                pairs = [(t.token_id, t) for t in s.logprobs]
-                prefix: list[int] = []
-                if self.req.echo:
-                    text = self._prompt_text(i) + text
-                    prompt_pairs = list(zip(self.prompts[i], g.prompt_logprobs or [None] * len(self.prompts[i])))
-                    pairs = prompt_pairs + pairs
-                else:
-                    prefix = self.prompts[i]
+                text, lps = (prompt_text + s.text if self.req.echo else s.text), None
                 if self.req.logprobs is not None:
-                    lps = _legacy_logprobs(self.lm, pairs, 0, prefix)
+                    lps = _legacy_logprobs(self.lm, [(t.token_id, t) for t in s.logprobs], len(prompt_text), [])
+                    if self.req.echo:
+                        echoed = self._echo_logprobs(i, g)
+                        lps = {k: echoed[k] + lps[k] for k in lps}
                 choices.append({"text": text, "index": i * self.n + j, "logprobs": lps,
                                 "finish_reason": s.finish_reason})
         return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.lm.name,
                 "system_fingerprint": fingerprint(self.lm), "choices": choices, "usage": self.usage()}
 
+    def _echo_logprobs(self, i: int, g: Generation) -> dict:
+        ids = self.prompts[i]
+        return _legacy_logprobs(self.lm, list(zip(ids, g.prompt_logprobs or [None] * len(ids))), 0, [])
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for g in self.generations:
+            g.cancelled = True
+
     def stream(self) -> Iterator[str]:
         include_usage = bool(self.req.stream_options and self.req.stream_options.include_usage)
         for i, g in self._generations():
-            written = [0] * self.n  # characters sent so far per choice, for text_offset
+            base = len(self._prompt_text(i))
             sent: list[list[int]] = [[] for _ in range(self.n)]  # tokens whose logprobs were sent
-            if self.req.echo:
-                yield self._chunk([{"text": self._prompt_text(i), "index": i * self.n + j, "logprobs": None,
-                                    "finish_reason": None} for j in range(self.n)], include_usage)
+            echo_pending = bool(self.req.echo)
             for deltas in g.steps():
+                if echo_pending:  # after the prompt has run, so its logprobs exist
+                    lps = self._echo_logprobs(i, g) if self.req.logprobs is not None else None
+                    yield self._chunk([{"text": self._prompt_text(i), "index": i * self.n + j, "logprobs": lps,
+                                        "finish_reason": None} for j in range(self.n)], include_usage)
+                    echo_pending = False
                 choices = []
                 for d in deltas:
                     lps = None
                     if self.req.logprobs is not None:
-                        lps = _legacy_logprobs(self.lm, [(t.token_id, t) for t in d.logprobs],
-                                               written[d.index], self.prompts[i] + sent[d.index])
+                        lps = _legacy_logprobs(self.lm, [(t.token_id, t) for t in d.logprobs], base,
+                                               sent[d.index])
                         sent[d.index] += [t.token_id for t in d.logprobs]
-                    written[d.index] += len(d.text)
                     choices.append({"text": d.text, "index": i * self.n + d.index, "logprobs": lps,
                                     "finish_reason": d.finish_reason})
                 yield self._chunk(choices, include_usage)
@@ -196,10 +209,17 @@ class CompletionRun:
 
 def chat_prompt(req: ChatRequest, lm: LocalModel) -> list[int]:
     """Render messages with the model's own chat template (developer messages act as system)."""
+    for i, m in enumerate(req.messages):
+        if m.name is not None:
+            raise InvalidRequestError(f"`name` is not supported locally: {lm.name}'s chat template has no place "
+                                      "for it", f"messages.[{i}].name", code="unsupported_parameter")
     msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
     if lm.tokenizer.chat_template is None:
         raise InvalidRequestError(f"{lm.name} has no chat template; use /v1/completions", "model")
-    ids = lm.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+    try:
+        ids = lm.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+    except (TemplateError, ValueError) as e:  # templates may refuse, e.g. roles out of order
+        raise InvalidRequestError(f"{lm.name}'s chat template refused these messages: {e}", "messages") from None
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
@@ -226,6 +246,9 @@ class ChatRun:
         self.params = _sampling(req, lm, max_tokens, req.stop_list(), k, req.n or 1)
         self.id, self.created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         self.generation = Generation(lm, self.prompt, self.params)
+
+    def cancel(self) -> None:
+        self.generation.cancelled = True
 
     def usage(self) -> dict:
         return _usage(len(self.prompt), self.generation.completion_tokens)

@@ -58,6 +58,8 @@ class _Request(BaseModel):
         if isinstance(self.stop, list) and not 1 <= len(self.stop) <= 4:
             raise InvalidRequestError(f"stop takes a string or a list of 1 to 4 strings, got {len(self.stop)}",
                                       "stop", code="invalid_value")
+        if "" in self.stop_list():
+            raise InvalidRequestError("stop strings must not be empty", "stop", code="invalid_value")
         if self.stream_options is not None and not self.stream:
             raise InvalidRequestError("stream_options is only allowed when stream is true", "stream_options")
 
