@@ -17,8 +17,11 @@ $(VENV)/.ready: pyproject.toml
 	$(BIN)/labkit setup
 	touch $@
 
+# Jupyter refuses to run as root unless told to (containers, cloud machines)
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 lint: setup
 	$(BIN)/ruff check labkit tests bench
