@@ -75,3 +75,13 @@ def test_greedy_n_rows_match_a_single_row(lm):
     one = Generation(lm, ids, SamplingParams(max_tokens=8, temperature=0)).run()[0].text
     many = [s.text for s in Generation(lm, ids, SamplingParams(max_tokens=8, temperature=0, n=4)).run()]
     assert many == [one] * 4
+
+
+def test_penalties_follow_openais_formula():
+    from labkit.engine.sampling import adjust_logits
+
+    logits = torch.zeros(1, 4)
+    counts = torch.tensor([[0.0, 1.0, 3.0, 0.0]])
+    bias = torch.tensor([0.0, 0.0, 0.0, 5.0])
+    out = adjust_logits(logits, counts, bias, presence_penalty=0.5, frequency_penalty=0.25)
+    assert out.tolist() == [[0.0, -0.75, -1.25, 5.0]]

@@ -105,9 +105,7 @@ class Generation:
             return
 
         for step in range(p.max_tokens):
-            logits = logits + bias if bias is not None else logits
-            if p.presence_penalty or p.frequency_penalty:
-                logits = logits - counts * p.frequency_penalty - (counts > 0) * p.presence_penalty
+            logits = adjust_logits(logits, counts, bias, p.presence_penalty, p.frequency_penalty)
             logprobs = torch.log_softmax(logits, dim=-1)
             chosen = self._sample(logits)
             self.completion_tokens += len(rows)
@@ -116,32 +114,10 @@ class Generation:
             is_eos = torch.isin(chosen, eos).tolist()
             chosen_l = chosen.tolist()
             deltas, keep = [], []
-            last = step == p.max_tokens - 1
             for r, seq_i in enumerate(rows):
-                seq, ts = self.sequences[seq_i], texts[seq_i]
-                d = Delta(seq_i)
-                seq.token_ids.append(chosen_l[r])
-                seq.sum_logprob += chosen_lp[r]
-                if is_eos[r]:
-                    d.text, d.finish_reason = ts.flush(), "stop"
-                else:
-                    d.text = ts.push(chosen_l[r])
-                    if p.logprobs is not None:
-                        alts = list(zip(top.indices[r].tolist(), top.values[r].tolist())) if top else []
-                        seq.logprobs.append(TokenLogprob(chosen_l[r], chosen_lp[r], alts))
-                    if ts.stopped:
-                        d.finish_reason = "stop"
-                    elif last:
-                        d.text += ts.flush()
-                        d.finish_reason = "length"
-                if p.logprobs is not None:  # release logprobs together with the text they belong to
-                    if ts.stopped:
-                        del seq.logprobs[ts.n_visible_tokens():]
-                    visible = len(seq.logprobs) if d.finish_reason else ts.n_visible_tokens()
-                    d.logprobs = seq.logprobs[released[seq_i]:visible]
-                    released[seq_i] = visible
-                seq.text += d.text
-                seq.finish_reason = d.finish_reason
+                alts = list(zip(top.indices[r].tolist(), top.values[r].tolist())) if top is not None else []
+                d = self._advance(self.sequences[seq_i], texts[seq_i], TokenLogprob(chosen_l[r], chosen_lp[r], alts),
+                                  is_eos[r], last=step == p.max_tokens - 1, released=released)
                 if d.text or d.logprobs or d.finish_reason:
                     deltas.append(d)
                 if d.finish_reason is None:
@@ -150,13 +126,40 @@ class Generation:
                 yield deltas
             if not keep or self.cancelled:
                 return
-            if len(keep) < len(rows):
+            if len(keep) < len(rows):  # finished rows leave the batch
                 cache.batch_select_indices(torch.tensor(keep, device=dev))
                 counts, chosen = counts[keep], chosen[keep]
                 rows = [rows[r] for r in keep]
             counts.scatter_add_(1, chosen[:, None], torch.ones(len(rows), 1, device=dev))
             out = model(chosen[:, None], past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1].float()
+
+    def _advance(self, seq: Sequence, ts: TextStream, token: TokenLogprob, is_eos: bool, last: bool,
+                 released: list[int]) -> Delta:
+        """Add one sampled token to a sequence; return what became visible."""
+        d = Delta(seq.index)
+        seq.token_ids.append(token.token_id)
+        seq.sum_logprob += token.logprob
+        if is_eos:  # the end-of-text token ends the text; it is not part of it
+            d.text, d.finish_reason = ts.flush(), "stop"
+        else:
+            d.text = ts.push(token.token_id)
+            if self.p.logprobs is not None:
+                seq.logprobs.append(token)
+            if ts.stopped:
+                d.finish_reason = "stop"
+            elif last:
+                d.text += ts.flush()
+                d.finish_reason = "length"
+        if self.p.logprobs is not None:  # release logprobs together with the text they belong to
+            if ts.stopped:
+                del seq.logprobs[ts.n_visible_tokens():]
+            visible = len(seq.logprobs) if d.finish_reason else ts.n_visible_tokens()
+            d.logprobs = seq.logprobs[released[seq.index]:visible]
+            released[seq.index] = visible
+        seq.text += d.text
+        seq.finish_reason = d.finish_reason
+        return d
 
     def run(self) -> list[Sequence]:
         for _ in self.steps():
@@ -200,6 +203,17 @@ class Generation:
             alts = list(zip(top.indices[i].tolist(), top.values[i].tolist())) if top is not None else []
             scored.append(TokenLogprob(self.prompt_ids[i + 1], v, alts))
         return scored
+
+
+def adjust_logits(logits: torch.Tensor, counts: torch.Tensor, bias: torch.Tensor | None,
+                  presence_penalty: float, frequency_penalty: float) -> torch.Tensor:
+    """logit_bias, then OpenAI's penalties: each token loses frequency_penalty per time it was already
+    generated, and presence_penalty once if it was generated at all."""
+    if bias is not None:
+        logits = logits + bias
+    if presence_penalty or frequency_penalty:
+        logits = logits - counts * frequency_penalty - (counts > 0) * presence_penalty
+    return logits
 
 
 def new_generator(device: torch.device, seed: int | None) -> torch.Generator:
