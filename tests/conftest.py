@@ -34,6 +34,14 @@ def client(server) -> openai.OpenAI:
 
 
 @pytest.fixture(scope="session")
+def ci_model(tmp_path_factory):
+    """A FIM model trained with the CI profile: the same code path as the lesson's model, in seconds."""
+    from labkit.train import PROFILES, train
+
+    return train(PROFILES["ci"], tmp_path_factory.mktemp("fim-ci"), progress=False)
+
+
+@pytest.fixture(scope="session")
 def raw(server):
     """POST raw bytes (for bodies the SDK would never send); returns (status, parsed JSON)."""
     import urllib.error

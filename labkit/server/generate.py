@@ -18,6 +18,7 @@ from labkit.engine import Delta, Generation, LocalModel, SamplingParams, TokenLo
 from labkit.engine.text import token_bytes, token_str
 from labkit.errors import ContextLengthExceededError, InvalidRequestError
 from labkit.server.schemas import ChatRequest, CompletionRequest
+from labkit.train.fim import insertion_prompt
 
 
 def fingerprint(lm: LocalModel) -> str:
@@ -62,8 +63,11 @@ def _usage(prompt: int, completion: int) -> dict:
 # ---------------------------------------------------------------- completions
 
 
-def completion_prompts(req: CompletionRequest, lm: LocalModel) -> list[list[int]]:
+def completion_prompts(req: CompletionRequest, lm: LocalModel, insertable: list[str]) -> list[list[int]]:
+    """Token ids of each prompt; with `suffix`, the fill-in-the-middle prompt the model was trained on."""
     p, tok = req.prompt, lm.tokenizer
+    if req.suffix is not None:
+        return _insertion_prompts(req, lm, insertable)
     if isinstance(p, str):
         prompts = [p]
     elif all(isinstance(x, str) for x in p):
@@ -86,6 +90,21 @@ def completion_prompts(req: CompletionRequest, lm: LocalModel) -> list[list[int]
     return out
 
 
+def _insertion_prompts(req: CompletionRequest, lm: LocalModel, insertable: list[str]) -> list[list[int]]:
+    if not lm.can_insert:
+        others = f"models here that can: {', '.join(insertable)}" if insertable else "no model here can"
+        raise InvalidRequestError(
+            f"{lm.name} cannot insert text: it was not trained with fill-in-the-middle, so it has never seen text "
+            f"written to join a prefix and a suffix ({others})", "suffix", code="unsupported_parameter")
+    texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+    if not all(isinstance(t, str) for t in texts):
+        raise InvalidRequestError("suffix needs the prompt as text, not token ids", "prompt")
+    if req.echo and req.logprobs is not None:
+        raise InvalidRequestError("echo with logprobs cannot be combined with suffix: the model reads a "
+                                  "rearranged prompt whose tokens are not the echoed text", "echo")
+    return [lm.tokenizer(insertion_prompt(t, req.suffix), add_special_tokens=False).input_ids for t in texts]
+
+
 def _legacy_logprobs(lm: LocalModel, pairs: list[tuple[int, TokenLogprob | None]], base: int,
                      before: list[int]) -> dict:
     """OpenAI's legacy logprobs object for `pairs` (token id, logprob), which follow the tokens `before`
@@ -105,13 +124,13 @@ def _legacy_logprobs(lm: LocalModel, pairs: list[tuple[int, TokenLogprob | None]
 class CompletionRun:
     """One /v1/completions request: prompts x best_of sequences, of which n are returned per prompt."""
 
-    def __init__(self, req: CompletionRequest, lm: LocalModel):
+    def __init__(self, req: CompletionRequest, lm: LocalModel, insertable: list[str] = ()):
         req.check()
         self.req, self.lm = req, lm
         self.n = req.n or 1
         self.best_of = req.best_of or self.n
         self.max_tokens = 16 if req.max_tokens is None else req.max_tokens
-        self.prompts = completion_prompts(req, lm)
+        self.prompts = completion_prompts(req, lm, list(insertable))
         for ids in self.prompts:
             _check_window(lm, len(ids), self.max_tokens, "prompt")
         want = req.logprobs

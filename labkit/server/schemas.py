@@ -25,9 +25,9 @@ UNSUPPORTED = {
     "chat": ["tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "response_format",
              "audio", "modalities", "prediction", "reasoning_effort", "web_search_options", "verbosity",
              "prompt_cache_key", "safety_identifier"],
-    "completions": ["suffix"],
+    "completions": [],
 }
-UNSUPPORTED_WHY = {"suffix": "insertion with `suffix` is not available on this server yet"}
+UNSUPPORTED_WHY: dict[str, str] = {}
 
 
 class StreamOptions(BaseModel):
