@@ -31,6 +31,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python bench/bench_decode.py
+	$(BIN)/python bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

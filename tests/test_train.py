@@ -87,3 +87,28 @@ def test_resume_continues_exactly(tmp_path):
     a = AutoModelForCausalLM.from_pretrained(whole).state_dict()
     b = AutoModelForCausalLM.from_pretrained(resumed).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights equal an uninterrupted run's"
+
+
+def test_infill_tasks_are_held_out_lines_in_place():
+    from labkit.train.infill import exact, single_line_tasks
+
+    tasks = single_line_tasks(12, seed=4)
+    assert tasks == single_line_tasks(12, seed=4), "reproducible by seed"
+    sources = {d.name: d.text for d in corpus.stdlib_documents("eval")}
+    for t in tasks:
+        assert t.source in sources and corpus.split_of(t.source) == "eval"
+        assert t.prefix + t.middle + t.suffix in sources[t.source], "the three parts join back into the file"
+        assert t.middle.endswith("\n") and t.middle.count("\n") == 1 and t.middle.strip()
+        assert exact(t.middle, t) and exact(t.middle.rstrip("\n"), t) and not exact(" " + t.middle, t)
+
+
+def test_train_command_runs_the_ci_profile(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli-run"
+    done = subprocess.run([sys.executable, "-m", "labkit", "train", "fim-code", "--profile", "ci", "--steps", "4",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "profile 'ci'" in done.stdout and (out / "model.safetensors").is_file()
+    assert json.loads((out / "train_log.json").read_text())["history"][-1]["step"] == 4

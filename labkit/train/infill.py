@@ -1,0 +1,67 @@
+"""Single-line infilling tasks on held-out code, and how to score a model on them.
+
+A task removes one line from inside a function of a standard-library module that training
+never saw (the `eval` split) and keeps some code on either side: the model must write the
+missing line given the prefix and the suffix. As in the FIM paper, an answer counts only if
+it is exactly the removed line.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from dataclasses import dataclass
+
+from labkit.train import corpus
+
+
+@dataclass(frozen=True)
+class InfillTask:
+    source: str  # module path
+    prefix: str
+    middle: str  # the removed line, newline included
+    suffix: str
+
+
+def single_line_tasks(n: int, seed: int = 0, context_chars: int = 600) -> list[InfillTask]:
+    """n tasks from different functions of held-out modules, reproducible by seed."""
+    rng = random.Random(seed)
+    candidates = []
+    for doc in corpus.stdlib_documents("eval"):
+        try:
+            tree = ast.parse(doc.text)
+        except SyntaxError:
+            continue
+        lines = doc.text.splitlines(keepends=True)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 4:
+                statements = node.body[1:] if ast.get_docstring(node) is not None else node.body
+                if not statements:
+                    continue
+                body = [i for i in range(statements[0].lineno - 1, node.end_lineno)
+                        if len(lines[i].strip()) > 3 and not lines[i].strip().startswith(("#", '"', "'"))]
+                if body:
+                    candidates.append((doc, lines, body))
+    rng.shuffle(candidates)
+    tasks = []
+    for doc, lines, body in candidates[:n]:
+        i = rng.choice(body)
+        prefix, suffix = "".join(lines[:i]), "".join(lines[i + 1 :])
+        tasks.append(InfillTask(doc.name, _tail(prefix, context_chars), lines[i], _head(suffix, context_chars // 2)))
+    return tasks
+
+
+def _tail(text: str, chars: int) -> str:
+    """The last lines of text, about `chars` long (whole lines)."""
+    cut = text[-chars:]
+    return cut[cut.index("\n") + 1 :] if len(text) > chars and "\n" in cut else cut
+
+
+def _head(text: str, chars: int) -> str:
+    cut = text[:chars]
+    return cut[: cut.rindex("\n") + 1] if len(text) > chars and "\n" in cut else cut
+
+
+def exact(answer: str, task: InfillTask) -> bool:
+    """The removed line exactly (a missing final newline is forgiven: stop sequences eat it)."""
+    return answer == task.middle or answer == task.middle.rstrip("\n")
