@@ -63,9 +63,18 @@ def cmd_train(args) -> None:
 
 def cmd_models(args) -> None:
     from labkit import catalog
-    from labkit.engine import DEFAULT_MODEL
+    from labkit.engine import DEFAULT_MODEL, INSERTION_MODEL
+    from labkit.engine.registry import resolve
+    from labkit.errors import ModelNotAvailableError
 
-    print(f"local default: {DEFAULT_MODEL}\n")
+    try:
+        resolve(INSERTION_MODEL)
+        fim_state = ""
+    except ModelNotAvailableError as e:
+        fim_state = f" [not built here: {e}]"
+    print("local models:")
+    print(f"  {DEFAULT_MODEL:24s} chat and completions; refuses `suffix` (trained left to right only)")
+    print(f"  {INSERTION_MODEL:24s} completions with `suffix` (trained with fill-in-the-middle){fim_state}\n")
     print(f"{'model':28s} {'endpoint':12s} {'context':>8s} {'$/1M in':>8s} {'$/1M out':>8s}  source")
     for m in catalog.MODELS.values():
         ctx = f"{m.context_window:,}" if m.context_window else "-"
