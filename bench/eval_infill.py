@@ -9,7 +9,8 @@ Rows (greedy decoding, through labkit's server and the official SDK):
   l2r, prefix only  the left-to-right model continuing the prefix up to the end of the line
   smollm2, prefix   SmolLM2-135M (22x the parameters) continuing the prefix, no suffix
 Validation loss is each training run's final left-to-right loss on held-out files
-("FIM for free": FIM training should not make it worse).
+("FIM for free": FIM training should not make it worse). Middle loss is the true line's loss
+teacher-forced after the FIM prompt vs after the prefix alone: the gap is what the suffix is worth.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import openai
 from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from labkit.engine import DEFAULT_MODEL
 from labkit.server import LocalServer, create_app
-from labkit.train.infill import exact, single_line_tasks
+from labkit.train.infill import exact, middle_loss, single_line_tasks
 
 
 def run(client, model: str, tasks, use_suffix: bool, max_tokens: int) -> tuple[float, float]:
@@ -65,6 +67,12 @@ def main() -> None:
     for name, em, stop, loss in rows:
         print(f"{name:38s} {em:11.1%} {stop:8.1%} {'' if loss is None else f'{loss:10.3f}'}")
     print("\n'stopped' = finish_reason 'stop': end-of-text with suffix, the newline stop without")
+    print(f"\n{'middle loss, nats/token':38s} {'with suffix':>11s} {'prefix only':>11s}")
+    for path in (args.fim, args.l2r):
+        model = AutoModelForCausalLM.from_pretrained(path).eval()
+        tok = AutoTokenizer.from_pretrained(path)
+        with_suffix, prefix_only = (middle_loss(model, tok, tasks, s) for s in (True, False))
+        print(f"{path.name:38s} {with_suffix:11.3f} {prefix_only:11.3f}")
 
 
 if __name__ == "__main__":

@@ -112,3 +112,18 @@ def test_train_command_runs_the_ci_profile(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "profile 'ci'" in done.stdout and (out / "model.safetensors").is_file()
     assert json.loads((out / "train_log.json").read_text())["history"][-1]["step"] == 4
+
+
+def test_middle_loss_scores_the_true_line(ci_model):
+    import math
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from labkit.train.infill import InfillTask, middle_loss, single_line_tasks
+
+    model, tok = AutoModelForCausalLM.from_pretrained(ci_model).eval(), AutoTokenizer.from_pretrained(ci_model)
+    tasks = single_line_tasks(5, context_chars=200)
+    with_suffix, prefix_only = middle_loss(model, tok, tasks, True), middle_loss(model, tok, tasks, False)
+    assert 0 < with_suffix < 20 and 0 < prefix_only < 20 and not math.isclose(with_suffix, prefix_only)
+    garbled = [InfillTask(t.source, t.prefix, "}{)(" * 5 + "\n", t.suffix) for t in tasks]
+    assert middle_loss(model, tok, garbled, True) > with_suffix, "a line that is not code costs more"
