@@ -9,7 +9,6 @@ folders plus the optimizer and sampler state, so an interrupted run resumes exac
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,6 +16,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +90,9 @@ def pick_profile(name: str | None = None) -> str:
 
 
 def _data_dir(cfg: TrainConfig) -> Path:
-    """Tokenized data is cached by the fields that shape it."""
+    """Tokenized data is cached by the fields that shape it (and the Python whose stdlib is the corpus)."""
     key = {k: getattr(cfg, k) for k in ("corpus_bytes", "chunk_chars", "fim_rate", "spm_rate", "vocab_size", "seed")}
+    key["python"] = sys.version.split()[0]
     return home() / "train-data" / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -117,8 +118,10 @@ def prepare_data(cfg: TrainConfig):
     tok.save_pretrained(tmp / "tokenizer")
     np.save(tmp / "train.npy", train_ids)
     np.save(tmp / "valid.npy", valid_ids)
-    with contextlib.suppress(OSError):  # another process finished first: theirs is the same data
+    try:
         tmp.rename(folder)
+    except OSError:  # another process finished first: theirs is the same data
+        shutil.rmtree(tmp, ignore_errors=True)
     return tok, train_ids, valid_ids
 
 
