@@ -5,6 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
+from labkit.engine import load
+from labkit.engine.ranking import CANDIDATES, cut_points, suffix_logprobs
 from labkit.server import LocalServer, create_app
 from tests.conftest import MODEL
 
@@ -59,7 +61,7 @@ def test_usage_counts_the_fim_prompt(fim, ci_model):
 
 
 @pytest.mark.parametrize("kwargs, param", [
-    ({"model": MODEL}, "suffix"),  # SmolLM2 was never trained to insert
+    ({"model": MODEL, "stream": True}, "stream"),  # SmolLM2 ranks whole candidates: nothing to stream
     ({"prompt": [1, 2, 3]}, "prompt"),
     ({"echo": True, "logprobs": 1}, "echo"),
 ])
@@ -68,5 +70,40 @@ def test_insertion_refusals_name_the_param(fim, kwargs, param):
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(**{"model": name, "prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 4, **kwargs})
     assert e.value.body["param"] == param
-    if param == "suffix":
-        assert name in e.value.body["message"], "the error names the models that can insert"
+
+
+# ---------------------------------------------------------------- SmolLM2: sample, then rank by the suffix
+
+
+def test_cut_points_are_sentence_and_line_ends():
+    assert cut_points("Hi. I moved.\nself.x = 1") == [3, 12, 13, 23]
+    assert cut_points("no end") == [6]
+
+
+def test_the_suffix_prefers_the_middle_that_leads_to_it():
+    lm = load(MODEL)
+    tok = lm.tokenizer
+    prefix = tok("The capital of France is").input_ids
+    middles = [tok(m, add_special_tokens=False).input_ids for m in (" Paris.", " a small fish.")]
+    suffix = tok(" The Eiffel Tower stands in this city.", add_special_tokens=False).input_ids
+    paris, fish = suffix_logprobs(lm, prefix, middles, suffix)
+    assert paris > fish
+    alone = suffix_logprobs(lm, prefix, middles[:1], suffix, batch_size=1)[0]
+    assert alone == pytest.approx(paris, abs=0.05), "padding in a batch does not change a row's score"
+
+
+def test_smollm2_inserts_by_ranking_candidates(fim):
+    client, _ = fim
+    kw = {"model": MODEL, "prompt": "I went to college at Boston University. After getting my degree,",
+          "suffix": " I've gotten many compliments on my new hair!", "max_tokens": 24, "temperature": 1.0, "seed": 4}
+    r = client.completions.create(n=2, best_of=4, logprobs=0, **kw)
+    assert len(r.choices) == 2 and all(c.finish_reason in ("stop", "length") for c in r.choices)
+    assert r.usage.completion_tokens >= sum(len(c.logprobs.tokens) for c in r.choices), "every candidate is billed"
+    for c in r.choices:
+        if c.text.isascii():
+            assert "".join(c.logprobs.tokens) == c.text, "a cut candidate keeps the logprobs of what it kept"
+        if c.finish_reason == "stop" and c.text:  # the model ended it, or it was cut at a sentence end
+            assert c.text[-1] in ".!?\n" or len(c.logprobs.tokens) < 24
+    no_end = {str(t): -100 for t in load(MODEL).eos_token_ids}
+    default = client.completions.create(**{**kw, "max_tokens": 3, "logit_bias": no_end})
+    assert default.usage.completion_tokens == 3 * CANDIDATES, "without best_of, several candidates are drawn"

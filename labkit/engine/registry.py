@@ -49,9 +49,12 @@ class LocalModel:
 
     @property
     def can_insert(self) -> bool:
-        """Trained with fill-in-the-middle sentinels, so `suffix` works (see labkit.train.fim)."""
+        """Trained with fill-in-the-middle sentinels, so `suffix` builds a FIM prompt (see labkit.train.fim);
+        other models insert by ranking sampled candidates (labkit.engine.ranking)."""
+        from labkit.train.fim import SENTINELS
+
         vocab = self.tokenizer.get_vocab()
-        return all(t in vocab for t in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
+        return all(t in vocab for t in SENTINELS)
 
 
 def pick_device() -> torch.device:

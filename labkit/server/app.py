@@ -50,10 +50,6 @@ class Models:
                 self._loaded[name] = load(self.sources[name])
             return self._loaded[name]
 
-    def insertable(self) -> list[str]:
-        """Served models that can fill in the middle (`suffix`)."""
-        return [n for n in self.names if self.get(n).can_insert]
-
     def card(self, name: str) -> dict:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "labkit"}
 
@@ -117,8 +113,7 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
         """Validate, load the model, then answer whole or as server-sent events (work runs off the event loop)."""
         req = schema.model_validate(await _body(request, endpoint))
         lm = await run_in_threadpool(models.get, req.model)
-        extra = (models.insertable(),) if run_class is CompletionRun and req.suffix is not None else ()
-        run = await run_in_threadpool(run_class, req, lm, *extra)
+        run = await run_in_threadpool(run_class, req, lm)
         if req.stream:  # a client that leaves stops the stream: nothing pulls the next step
             return StreamingResponse(run.stream(), media_type="text/event-stream")
         work = asyncio.ensure_future(run_in_threadpool(run.response))

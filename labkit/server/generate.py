@@ -6,6 +6,7 @@ answer are the same generator consumed two ways.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -14,11 +15,12 @@ from collections.abc import Iterator
 from jinja2 import TemplateError
 
 from labkit import __version__
-from labkit.engine import Delta, Generation, LocalModel, SamplingParams, TokenLogprob
+from labkit.engine import Delta, Generation, LocalModel, SamplingParams, Sequence, TokenLogprob
+from labkit.engine.ranking import CANDIDATES, cut_points, suffix_logprobs
 from labkit.engine.text import token_bytes, token_str
 from labkit.errors import ContextLengthExceededError, InvalidRequestError
 from labkit.server.schemas import ChatRequest, CompletionRequest
-from labkit.train.fim import insertion_prompt
+from labkit.train.fim import SENTINELS, insertion_prompt
 
 
 def fingerprint(lm: LocalModel) -> str:
@@ -38,6 +40,9 @@ def _sampling(req, lm: LocalModel, max_tokens: int, stop: list[str], logprobs: i
             raise InvalidRequestError(f"logit_bias key {key!r} is not a token id of {lm.name} (0..{vocab - 1})",
                                       "logit_bias")
         bias[int(key)] = float(value)
+    if lm.can_insert:  # a FIM sentinel is never part of a text: the model must not write one
+        vocab_ids = lm.tokenizer.get_vocab()
+        bias.update({vocab_ids[s]: -100.0 for s in SENTINELS})
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=1.0 if req.temperature is None else float(req.temperature),
@@ -63,11 +68,11 @@ def _usage(prompt: int, completion: int) -> dict:
 # ---------------------------------------------------------------- completions
 
 
-def completion_prompts(req: CompletionRequest, lm: LocalModel, insertable: list[str]) -> list[list[int]]:
-    """Token ids of each prompt; with `suffix`, the fill-in-the-middle prompt the model was trained on."""
+def completion_prompts(req: CompletionRequest, lm: LocalModel) -> list[list[int]]:
+    """Token ids of each prompt; with `suffix`, the fill-in-the-middle prompt where the model was trained on one."""
     p, tok = req.prompt, lm.tokenizer
     if req.suffix is not None:
-        return _insertion_prompts(req, lm, insertable)
+        return _insertion_prompts(req, lm)
     if isinstance(p, str):
         prompts = [p]
     elif all(isinstance(x, str) for x in p):
@@ -90,18 +95,19 @@ def completion_prompts(req: CompletionRequest, lm: LocalModel, insertable: list[
     return out
 
 
-def _insertion_prompts(req: CompletionRequest, lm: LocalModel, insertable: list[str]) -> list[list[int]]:
-    if not lm.can_insert:
-        others = f"models here that can: {', '.join(insertable)}" if insertable else "no model here can"
-        raise InvalidRequestError(
-            f"{lm.name} cannot insert text: it was not trained with fill-in-the-middle, so it has never seen text "
-            f"written to join a prefix and a suffix ({others})", "suffix", code="unsupported_parameter")
+def _insertion_prompts(req: CompletionRequest, lm: LocalModel) -> list[list[int]]:
+    """FIM models read the rearranged prompt; others read the prefix and are ranked by the suffix later."""
     texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequestError("suffix needs the prompt as text, not token ids", "prompt")
     if req.echo and req.logprobs is not None:
-        raise InvalidRequestError("echo with logprobs cannot be combined with suffix: the model reads a "
-                                  "rearranged prompt whose tokens are not the echoed text", "echo")
+        raise InvalidRequestError("echo with logprobs cannot be combined with suffix: the echoed prompt's "
+                                  "logprobs would not account for the suffix", "echo")
+    if not lm.can_insert:
+        if req.stream:
+            raise InvalidRequestError(f"{lm.name} was not trained with fill-in-the-middle: it inserts by ranking "
+                                      "whole candidates by the suffix, so the answer cannot be streamed", "stream")
+        return [lm.tokenizer(t).input_ids for t in texts]
     return [lm.tokenizer(insertion_prompt(t, req.suffix), add_special_tokens=False).input_ids for t in texts]
 
 
@@ -124,17 +130,20 @@ def _legacy_logprobs(lm: LocalModel, pairs: list[tuple[int, TokenLogprob | None]
 class CompletionRun:
     """One /v1/completions request: prompts x best_of sequences, of which n are returned per prompt."""
 
-    def __init__(self, req: CompletionRequest, lm: LocalModel, insertable: list[str] = ()):
+    def __init__(self, req: CompletionRequest, lm: LocalModel):
         req.check()
         self.req, self.lm = req, lm
         self.n = req.n or 1
-        self.best_of = req.best_of or self.n
+        # without FIM, a suffix is honoured by ranking candidates (labkit.engine.ranking)
+        self.suffix_ids = (lm.tokenizer(req.suffix, add_special_tokens=False).input_ids
+                           if req.suffix is not None and not lm.can_insert else None)
+        self.best_of = req.best_of or (max(self.n, CANDIDATES) if self.suffix_ids is not None else self.n)
         self.max_tokens = 16 if req.max_tokens is None else req.max_tokens
-        self.prompts = completion_prompts(req, lm, list(insertable))
+        self.prompts = completion_prompts(req, lm)
         for ids in self.prompts:
-            _check_window(lm, len(ids), self.max_tokens, "prompt")
+            _check_window(lm, len(ids) + len(self.suffix_ids or []), self.max_tokens, "prompt")
         want = req.logprobs
-        rank = self.best_of > self.n  # best_of ranks by logprob even when none are returned
+        rank = self.best_of > self.n and self.suffix_ids is None  # best_of ranks by logprob even when none are returned
         self.params = _sampling(req, lm, self.max_tokens, req.stop_list(),
                                 want if want is not None else (0 if rank else None), self.best_of,
                                 prompt_logprobs=bool(req.echo and want is not None))
@@ -165,7 +174,9 @@ class CompletionRun:
         choices = []
         for i, g in self._generations():
             seqs = g.run()
-            if self.best_of > self.n:
+            if self.suffix_ids is not None:
+                seqs = self._rank_by_suffix(self.prompts[i], seqs)[: self.n]
+            elif self.best_of > self.n:
                 seqs = sorted(seqs, key=lambda s: s.mean_logprob, reverse=True)[: self.n]
             prompt_text = self._prompt_text(i)
             for j, s in enumerate(seqs):
@@ -179,6 +190,26 @@ class CompletionRun:
                                 "finish_reason": s.finish_reason})
         return {"id": self.id, "object": "text_completion", "created": self.created, "model": self.lm.name,
                 "system_fingerprint": fingerprint(self.lm), "choices": choices, "usage": self.usage()}
+
+    def _rank_by_suffix(self, prompt: list[int], seqs: list[Sequence]) -> list[Sequence]:
+        """Each candidate at its best cut, best first by log p(suffix | prompt + middle).
+        A middle cut before its end finishes with "stop": it was ended where the suffix fits."""
+        tok = self.lm.tokenizer
+        cuts = [(s, c) for s in seqs for c in cut_points(s.text)]
+        middles = [tok(s.text[:c], add_special_tokens=False).input_ids for s, c in cuts]
+        scores = suffix_logprobs(self.lm, prompt, middles, self.suffix_ids)
+        best: dict[int, tuple[float, Sequence]] = {}
+        for (s, c), score in zip(cuts, scores):
+            if s.index not in best or score > best[s.index][0]:
+                best[s.index] = (score, s if c == len(s.text) else self._cut(s, c))
+        return [s for _, s in sorted(best.values(), key=lambda x: x[0], reverse=True)]
+
+    def _cut(self, s: Sequence, chars: int) -> Sequence:
+        kept = 0
+        while kept < len(s.token_ids) and len(self.lm.tokenizer.decode(s.token_ids[: kept + 1])) <= chars:
+            kept += 1
+        return dataclasses.replace(s, token_ids=s.token_ids[:kept], text=s.text[:chars],
+                                   logprobs=s.logprobs[:kept], finish_reason="stop")
 
     def _echo_logprobs(self, i: int, g: Generation) -> dict:
         ids = self.prompts[i]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 
 EOT, PRE, SUF, MID = "<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"
+SENTINELS = (PRE, SUF, MID)
 
 
 def split_spans(text: str, rng: random.Random) -> tuple[str, str, str]:

@@ -36,7 +36,7 @@ from labkit.train.tokenizer import train_tokenizer
 class TrainConfig:
     # data: the standard library's source, cut into pieces about one context long
     corpus_bytes: int | None = None  # None: the whole train split (~11 MB)
-    chunk_chars: int = 900
+    chunk_chars: int = 300  # short pieces: more FIM examples per token, and more of them end inside the window
     fim_rate: float = 0.9  # the paper's range is 0.5-0.9; 0 trains left-to-right only
     spm_rate: float = 0.5
     vocab_size: int = 4096

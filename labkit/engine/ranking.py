@@ -1,0 +1,49 @@
+"""Insertion for a model never trained to fill in the middle: sample, then rank by the suffix.
+
+A left-to-right model has never read a suffix before its middle, but it can judge a finished
+middle: log p(suffix | prefix + middle) is high when the middle leads into the suffix. So
+candidates are sampled from the prefix alone and the one after which the suffix is likeliest
+wins. A sampled continuation rarely ends where the suffix should begin, so each candidate is
+also tried cut at its sentence and line ends.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from labkit.engine.registry import LocalModel
+
+CANDIDATES = 5  # candidates drawn when the request gives no best_of (the seed's "resample 3-5 times")
+MAX_CUTS = 8  # sentence or line ends tried per candidate, besides its full length
+_END = re.compile(r"[.!?](?=\s)|\n")  # "self.x" is not a sentence end
+
+
+def cut_points(text: str) -> list[int]:
+    """Character positions where a middle may end: after its first sentence or line ends, and at its end."""
+    cuts = [m.end() for m in _END.finditer(text)][:MAX_CUTS]
+    return sorted({c for c in cuts if c < len(text)} | {len(text)})
+
+
+@torch.inference_mode()
+def suffix_logprobs(lm: LocalModel, prefix: list[int], middles: list[list[int]], suffix: list[int],
+                    batch_size: int = 8) -> list[float]:
+    """log p(suffix | prefix + middle) for each middle, summed over the suffix's tokens."""
+    if not suffix:
+        return [0.0] * len(middles)
+    head, base = lm.model.get_output_embeddings(), lm.model.get_decoder()
+    scores = []
+    for start in range(0, len(middles), batch_size):
+        rows = [prefix + m + suffix for m in middles[start : start + batch_size]]
+        width = max(map(len, rows))
+        pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=lm.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=lm.device)
+        hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state  # right padding: positions unchanged
+        target = torch.tensor(suffix, device=lm.device)
+        for r, row in enumerate(rows):
+            first = len(row) - len(suffix)  # the suffix's first token is predicted at first - 1
+            logprobs = torch.log_softmax(head(hidden[r, first - 1 : len(row) - 1]).float(), dim=-1)
+            scores.append(logprobs.gather(1, target[:, None]).sum().item())
+    return scores
