@@ -1,22 +1,27 @@
 """Single-line infilling on held-out standard-library code: a FIM-trained model against the same
 architecture trained left to right, and SmolLM2 as a bigger reference. Prints one table.
 
-    python bench/eval_infill.py --fim MODEL_DIR --l2r MODEL_DIR [--tasks 200]
+    python bench/eval_infill.py --fim MODEL_DIR --l2r MODEL_DIR [--tasks 200] [--context 300]
 
-Rows (greedy decoding, through labkit's server and the official SDK):
+Rows (through labkit's server and the official SDK; greedy unless said):
   fim + suffix      the FIM model given prefix and suffix; stops on its own (<|endoftext|>)
   l2r + suffix      the left-to-right model given the same FIM prompt it never trained on
   l2r, prefix only  the left-to-right model continuing the prefix up to the end of the line
   smollm2, prefix   SmolLM2-135M (22x the parameters) continuing the prefix, no suffix
-Validation loss is each training run's final left-to-right loss on held-out files
-("FIM for free": FIM training should not make it worse). Middle loss is the true line's loss
-teacher-forced after the FIM prompt vs after the prefix alone: the gap is what the suffix is worth.
+  smollm2 + suffix  SmolLM2 inserting by ranking: 8 one-line samples (T=0.8), the one after
+                    which the suffix is likeliest wins (labkit.engine.ranking)
+The left-to-right loss of both models on every window of the validation files, with the paired
+difference's 95% interval, tests "FIM for free": FIM training should not make it worse.
+Middle loss is the true line's loss teacher-forced after the FIM prompt vs after the prefix
+alone: the gap is what the suffix is worth.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 from pathlib import Path
 
 import openai
@@ -26,21 +31,36 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from labkit.engine import DEFAULT_MODEL
 from labkit.server import LocalServer, create_app
 from labkit.train.infill import exact, middle_loss, single_line_tasks
+from labkit.train.trainer import TrainConfig, prepare_data, window_losses
 
 
-def run(client, model: str, tasks, use_suffix: bool, max_tokens: int) -> tuple[float, float]:
+def run(client, model: str, tasks, max_tokens: int, suffix: bool, **kw) -> tuple[float, float]:
+    """Exact-match rate and the rate of finish_reason "stop" over the tasks."""
     hits = stops = 0
     for task in tqdm(tasks, desc=model, leave=False):
-        kw = {"suffix": task.suffix} if use_suffix else {"stop": ["\n"]}
-        r = client.completions.create(model=model, prompt=task.prefix, max_tokens=max_tokens, temperature=0, **kw)
+        extra = {"suffix": task.suffix} if suffix else {}
+        r = client.completions.create(model=model, prompt=task.prefix, max_tokens=max_tokens, **extra, **kw)
         c = r.choices[0]
         hits += exact(c.text, task)
         stops += c.finish_reason == "stop"
     return hits / len(tasks), stops / len(tasks)
 
 
-def valid_loss(model_dir: Path) -> float:
-    return json.loads((model_dir / "train_log.json").read_text())["history"][-1]["valid_loss"]
+def heldout_losses(model_dir: Path) -> list[float]:
+    """Left-to-right loss of every window of the validation files, for the model in model_dir."""
+    cfg = TrainConfig(**json.loads((model_dir / "train_log.json").read_text())["config"])
+    _, _, valid = prepare_data(cfg)
+    return window_losses(AutoModelForCausalLM.from_pretrained(model_dir), valid, cfg.block_size)
+
+
+def for_free(fim_dir: Path, l2r_dir: Path) -> None:
+    """FIM for free: the two models' left-to-right loss on the same held-out windows, and the paired difference."""
+    fim, l2r = heldout_losses(fim_dir), heldout_losses(l2r_dir)
+    diff = [a - b for a, b in zip(fim, l2r)]
+    mean = statistics.fmean
+    se = statistics.stdev(diff) / math.sqrt(len(diff))
+    print(f"\nleft-to-right loss on all {len(diff)} windows of the validation files (nats/token)")
+    print(f"  fim {mean(fim):.4f}   l2r {mean(l2r):.4f}   fim - l2r {mean(diff):+.4f} +- {1.96 * se:.4f} (95%)")
 
 
 def main() -> None:
@@ -49,23 +69,27 @@ def main() -> None:
     ap.add_argument("--l2r", type=Path, required=True)
     ap.add_argument("--tasks", type=int, default=200)
     ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--context", type=int, default=300, help="characters of prefix (half as many of suffix)")
     args = ap.parse_args()
 
-    tasks = single_line_tasks(args.tasks)
+    tasks = single_line_tasks(args.tasks, context_chars=args.context)
     with LocalServer(create_app([str(args.fim), str(args.l2r), DEFAULT_MODEL])) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="local", max_retries=0, timeout=600)
-        fim, l2r = args.fim.name, args.l2r.name
+        fim, l2r, n = args.fim.name, args.l2r.name, args.max_tokens
+        greedy, line = {"temperature": 0}, {"temperature": 0, "stop": ["\n"]}
+        ranked = {"temperature": 0.8, "best_of": 8, "stop": ["\n"], "seed": 0}
         rows = [
-            ("fim + suffix", *run(client, fim, tasks, True, args.max_tokens), valid_loss(args.fim)),
-            ("l2r + suffix (never trained on it)", *run(client, l2r, tasks, True, args.max_tokens),
-             valid_loss(args.l2r)),
-            ("l2r, prefix only (stop at newline)", *run(client, l2r, tasks, False, args.max_tokens), None),
-            ("smollm2-135m, prefix only", *run(client, DEFAULT_MODEL, tasks, False, args.max_tokens), None),
+            ("fim + suffix", *run(client, fim, tasks, n, True, **greedy)),
+            ("l2r + suffix (never trained on it)", *run(client, l2r, tasks, n, True, **greedy)),
+            ("l2r, prefix only (stop at newline)", *run(client, l2r, tasks, n, False, **line)),
+            ("smollm2-135m, prefix only", *run(client, DEFAULT_MODEL, tasks, n, False, **line)),
+            ("smollm2-135m + suffix, ranked (8, T=0.8)", *run(client, DEFAULT_MODEL, tasks, n, True, **ranked)),
         ]
-    print(f"{len(tasks)} single-line infilling tasks from held-out standard-library modules, greedy\n")
-    print(f"{'model':38s} {'exact match':>11s} {'stopped':>8s} {'valid loss':>10s}")
-    for name, em, stop, loss in rows:
-        print(f"{name:38s} {em:11.1%} {stop:8.1%} {'' if loss is None else f'{loss:10.3f}'}")
+    print(f"{len(tasks)} single-line infilling tasks from held-out standard-library modules "
+          f"({args.context} characters of prefix, {args.context // 2} of suffix)\n")
+    print(f"{'model':42s} {'exact match':>11s} {'stopped':>8s}")
+    for name, em, stop in rows:
+        print(f"{name:42s} {em:11.1%} {stop:8.1%}")
     print("\n'stopped' = finish_reason 'stop': end-of-text with suffix, the newline stop without")
     print(f"\n{'middle loss, nats/token':38s} {'with suffix':>11s} {'prefix only':>11s}")
     for path in (args.fim, args.l2r):
@@ -73,6 +97,7 @@ def main() -> None:
         tok = AutoTokenizer.from_pretrained(path)
         with_suffix, prefix_only = (middle_loss(model, tok, tasks, s) for s in (True, False))
         print(f"{path.name:38s} {with_suffix:11.3f} {prefix_only:11.3f}")
+    for_free(args.fim, args.l2r)
 
 
 if __name__ == "__main__":

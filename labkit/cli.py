@@ -73,7 +73,8 @@ def cmd_models(args) -> None:
     except ModelNotAvailableError as e:
         fim_state = f" [not built here: {e}]"
     print("local models:")
-    print(f"  {DEFAULT_MODEL:24s} chat and completions; refuses `suffix` (trained left to right only)")
+    print(f"  {DEFAULT_MODEL:24s} chat and completions; `suffix` by ranking sampled candidates by the suffix's "
+          "likelihood (trained left to right only; not streamable)")
     print(f"  {INSERTION_MODEL:24s} completions with `suffix` (trained with fill-in-the-middle){fim_state}\n")
     print(f"{'model':28s} {'endpoint':12s} {'context':>8s} {'$/1M in':>8s} {'$/1M out':>8s}  source")
     for m in catalog.MODELS.values():

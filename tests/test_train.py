@@ -102,6 +102,17 @@ def test_infill_tasks_are_held_out_lines_in_place():
         assert exact(t.middle, t) and exact(t.middle.rstrip("\n"), t) and not exact(" " + t.middle, t)
 
 
+def test_parses_accepts_the_true_line_and_rejects_broken_ones():
+    from labkit.train.infill import parses, single_line_tasks
+
+    tasks = single_line_tasks(12, seed=4)
+    assert all(parses(t.middle, t) and parses(t.middle.rstrip("\n"), t) for t in tasks)
+    indent = [t.middle[: len(t.middle) - len(t.middle.lstrip())] for t in tasks]
+    assert not any(parses(i + "x = (\n", t) for i, t in zip(indent, tasks)), "an unclosed bracket breaks the module"
+    assert not any(parses(a, t) for t in tasks for a in ("", "   \n", "x = 1\ny = 2\n")), "blank or two lines"
+    assert sum(parses(i + "pass\n", t) for i, t in zip(indent, tasks)) >= 6, "parsing is not correctness"
+
+
 def test_train_command_runs_the_ci_profile(tmp_path):
     import subprocess
     import sys

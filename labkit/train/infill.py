@@ -9,6 +9,7 @@ it is exactly the removed line.
 from __future__ import annotations
 
 import ast
+import functools
 import random
 from dataclasses import dataclass
 
@@ -65,6 +66,25 @@ def _head(text: str, chars: int) -> str:
 def exact(answer: str, task: InfillTask) -> bool:
     """The removed line exactly (a missing final newline is forgiven: stop sequences eat it)."""
     return answer == task.middle or answer == task.middle.rstrip("\n")
+
+
+def parses(answer: str, task: InfillTask) -> bool:
+    """The module still parses with `answer` (a non-blank line) in place of the removed one.
+    Necessary for a right answer, far from sufficient: it says the insertion joins its surroundings."""
+    if not answer.strip() or "\n" in answer.rstrip("\n"):
+        return False
+    original = task.prefix + task.middle + task.suffix
+    text = _eval_sources()[task.source].replace(original, task.prefix + answer.rstrip("\n") + "\n" + task.suffix, 1)
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+@functools.cache
+def _eval_sources() -> dict[str, str]:
+    return {d.name: d.text for d in corpus.stdlib_documents("eval")}
 
 
 def middle_loss(model, tokenizer, tasks: list[InfillTask], with_suffix: bool) -> float:

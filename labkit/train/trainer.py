@@ -170,6 +170,22 @@ def evaluate(model, data: np.ndarray, cfg: TrainConfig, device, autocast) -> flo
     return sum(losses) / len(losses)
 
 
+@torch.no_grad()
+def window_losses(model, data: np.ndarray, block_size: int, batch_size: int = 16) -> list[float]:
+    """Next-token loss of every non-overlapping window of held-out data: the whole split, not a sample,
+    so two models can be compared window by window."""
+    model.eval()
+    starts = list(range(0, len(data) - block_size, block_size))
+    losses = []
+    for i in range(0, len(starts), batch_size):
+        rows = [torch.from_numpy(data[s : s + block_size].astype(np.int64)) for s in starts[i : i + batch_size]]
+        x = torch.stack(rows).to(model.device)
+        logits = model(input_ids=x).logits[:, :-1].float()
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+        losses += loss.mean(dim=1).tolist()
+    return losses
+
+
 # ---------------------------------------------------------------- loop
 
 
