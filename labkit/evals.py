@@ -1,0 +1,223 @@
+"""Evals: run a model over labeled items and score each answer, with OpenAI Evals' basic templates.
+
+    items = evals.load("sentiment")                       # data/fewshot/sentiment.jsonl
+    result = evals.run(lab, items, evals.Choice(["positive", "negative"]), prompt=my_prompt)
+    result.accuracy, result.interval, result.df          # one DataFrame row per item
+
+An item is a dict with "input" and "ideal" (a string or a list of acceptable strings).
+`prompt(item)` turns it into chat messages (a list: /v1/chat/completions) or text (a string:
+/v1/completions), so the same template scores chat and completion prompting alike.
+
+Templates, as in OpenAI Evals:
+  ExactMatch    the answer, stripped, equals an ideal
+  Includes      an ideal appears in the answer
+  FuzzyMatch    after normalizing case, punctuation, articles and spaces, one contains the other
+  Choice        the option the model finds likeliest, read from logprobs (no text is parsed)
+  ModelGraded   a grader model reads question, reference and answer and says whether it is right
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+Prompt = str | list[dict]
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def load(name: str, folder: Path | None = None) -> list[dict]:
+    """Items of a JSONL dataset: `load("sentiment")` reads data/fewshot/sentiment.jsonl."""
+    path = (folder or DATA / "fewshot") / f"{name}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset {name!r}: {path} does not exist")
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def ideals(item: dict) -> list[str]:
+    ideal = item["ideal"]
+    return [ideal] if isinstance(ideal, str) else list(ideal)
+
+
+def normalize(text: str) -> str:
+    """Lowercase; drop punctuation, the articles a/an/the and extra spaces (as SQuAD and OpenAI Evals do)."""
+    text = "".join(c for c in text.lower() if c not in string.punctuation)
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+
+
+# ---------------------------------------------------------------- templates
+
+
+def _complete(client, model: str, prompt: Prompt, **kw):
+    """One request; returns (text, logprob entries of the first token as {token: logprob})."""
+    if isinstance(prompt, str):
+        r = client.completions.create(model=model, prompt=prompt, **kw)
+        c = r.choices[0]
+        top = c.logprobs.top_logprobs[0] if c.logprobs and c.logprobs.top_logprobs else {}
+        return c.text, dict(top or {})
+    if "logprobs" in kw:  # chat spells it logprobs=True + top_logprobs=k
+        kw = {**kw, "logprobs": True, "top_logprobs": kw["logprobs"]}
+    r = client.chat.completions.create(model=model, messages=prompt, **kw)
+    c = r.choices[0]
+    top = {t.token: t.logprob for t in c.logprobs.content[0].top_logprobs} if c.logprobs and c.logprobs.content else {}
+    return c.message.content or "", top
+
+
+@dataclass
+class Generated:
+    """Base of the templates that let the model write its answer (greedy) and then compare text."""
+
+    max_tokens: int = 32
+    stop: list[str] | None = field(default_factory=lambda: ["\n"])
+
+    def ask(self, client, model: str, prompt: Prompt, item: dict) -> dict:
+        kw = {"max_tokens": self.max_tokens, "temperature": 0}
+        if self.stop:
+            kw["stop"] = self.stop
+        text, _ = _complete(client, model, prompt, **kw)
+        return {"answer": text, "correct": self.score(text, item)}
+
+    def score(self, answer: str, item: dict) -> bool:
+        raise NotImplementedError
+
+
+class ExactMatch(Generated):
+    def score(self, answer: str, item: dict) -> bool:
+        return answer.strip() in [i.strip() for i in ideals(item)]
+
+
+class Includes(Generated):
+    def score(self, answer: str, item: dict) -> bool:
+        return any(i.lower() in answer.lower() for i in ideals(item))
+
+
+class FuzzyMatch(Generated):
+    def score(self, answer: str, item: dict) -> bool:
+        a = normalize(answer)
+        return bool(a) and any(b and (a in b or b in a) for b in map(normalize, ideals(item)))
+
+
+@dataclass
+class Choice:
+    """Pick among fixed options by the logprob of each option's first token: no parsing, and a
+    model that would have answered "Positive!" or " positive" still counts.
+
+    top_logprobs: how many alternatives to read (OpenAI allows 20 in chat, 5 in completions).
+    An option whose first token is not among them scores -inf."""
+
+    options: Sequence[str]
+    top_logprobs: int = 20
+
+    def ask(self, client, model: str, prompt: Prompt, item: dict) -> dict:
+        k = min(self.top_logprobs, 5) if isinstance(prompt, str) else self.top_logprobs
+        _, top = _complete(client, model, prompt, max_tokens=1, temperature=0, logprobs=k)
+        scores = self.option_logprobs(top)
+        answer = max(self.options, key=lambda o: scores[o])
+        if scores[answer] == -math.inf:  # none of the options is among the likeliest tokens
+            answer = ""
+        row = {"answer": answer, "correct": answer in ideals(item)}
+        row.update({f"logprob[{o}]": scores[o] for o in self.options})
+        return row
+
+    def option_logprobs(self, top: dict[str, float]) -> dict[str, float]:
+        """Each option's best logprob among the tokens that begin it (case and leading space ignored)."""
+        scores = {}
+        for option in self.options:
+            o = option.strip().lower()
+            hits = [lp for tok, lp in top.items() if tok.strip() and o.startswith(tok.strip().lower())]
+            scores[option] = max(hits, default=-math.inf)
+        return scores
+
+
+GRADER_PROMPT = """You are grading an answer against a reference answer.
+Question: {input}
+Reference answer: {ideal}
+Submitted answer: {answer}
+Does the submitted answer mean the same as the reference answer? Answer Yes or No."""
+
+
+@dataclass
+class ModelGraded:
+    """The model under test answers; a grader model (by default the same one) judges it against the
+    first reference by the logprobs of Yes and No. Only as good as the grader: check it on items
+    whose grade you know before you trust it."""
+
+    grader: str | None = None
+    max_tokens: int = 48
+    answer_with: Generated = field(default_factory=lambda: ExactMatch(max_tokens=48))
+
+    def ask(self, client, model: str, prompt: Prompt, item: dict) -> dict:
+        answer = self.answer_with.ask(client, model, prompt, item)["answer"]
+        question = item["input"] if isinstance(item["input"], str) else json.dumps(item["input"])
+        grade = [{"role": "user", "content": GRADER_PROMPT.format(input=question, ideal=ideals(item)[0],
+                                                                  answer=answer.strip())}]
+        verdict = Choice(["Yes", "No"]).ask(client, self.grader or model, grade, {"ideal": "Yes"})
+        return {"answer": answer, "correct": verdict["correct"], "grade_logprob_yes": verdict["logprob[Yes]"]}
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class Result:
+    df: pd.DataFrame  # one row per item: input, ideal, answer, correct, and the template's own columns
+    model: str
+
+    @property
+    def n(self) -> int:
+        return len(self.df)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.df["correct"].mean()) if self.n else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(int(self.df["correct"].sum()), self.n)
+
+    def __repr__(self) -> str:
+        lo, hi = self.interval
+        return f"{self.model}: accuracy {self.accuracy:.1%} (95% CI {lo:.1%}-{hi:.1%}) over {self.n} items"
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion: sensible at 0%, 100% and small n, unlike p +- z*se."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], model: str | None = None,
+        concurrency: int | None = None, progress: bool = True, desc: str | None = None) -> Result:
+    """Ask `model` (default: the lab's chat model for chat prompts, completion model for text) about
+    every item and score it. Requests run `concurrency` at a time: 8 against OpenAI, 1 locally (one
+    CPU model gains nothing from parallel requests)."""
+    if not items:
+        raise ValueError("items is empty: nothing to evaluate")
+    for i, item in enumerate(items):
+        if "input" not in item or "ideal" not in item:
+            raise ValueError(f"item {i} needs 'input' and 'ideal' keys, got {sorted(item)}")
+    prompts = [prompt(item) for item in items]
+    model = model or (lab.models.completion if isinstance(prompts[0], str) else lab.models.chat)
+    workers = concurrency or (8 if lab.backend == "openai" else 1)
+
+    def one(k: int) -> dict:
+        return template.ask(lab.client, model, prompts[k], items[k])
+
+    with ThreadPoolExecutor(workers) as pool:
+        rows = list(tqdm(pool.map(one, range(len(items))), total=len(items), disable=not progress,
+                         desc=desc or f"{type(template).__name__} on {model}", leave=False))
+    df = pd.DataFrame([{"input": it["input"], "ideal": it["ideal"], **row} for it, row in zip(items, rows)])
+    return Result(df, model)
+
