@@ -128,3 +128,43 @@ def test_choice_through_the_local_server(client):
     result = evals.run(lab, items, evals.Choice(["positive", "negative"]), chat, progress=False)
     assert result.df["logprob[positive]"][0] > result.df["logprob[positive]"][1], "the scores move with the review"
     assert all(v <= 0 for v in result.df["logprob[negative]"])
+
+
+# ---------------------------------------------------------------- few-shot prompts
+
+
+def test_draw_is_reproducible_and_never_shows_the_asked_item():
+    from labkit import fewshot
+
+    items = evals.load("sentiment")
+    asked = items[0]
+    shots = fewshot.draw(items, 8, seed=3, exclude=asked)
+    assert shots == fewshot.draw(items, 8, seed=3, exclude=asked) and asked not in shots and len(shots) == 8
+    assert shots != fewshot.draw(items, 8, seed=4, exclude=asked)
+    balanced = fewshot.draw(items, 8, seed=3, balanced=True)
+    assert sorted(fewshot.answer(s) for s in balanced) == ["negative"] * 4 + ["positive"] * 4
+    assert {fewshot.answer(s) for s in fewshot.draw(items, 6, seed=1, only="positive")} == {"positive"}
+    with pytest.raises(ValueError, match="only 63 items"):
+        fewshot.draw(items, 64, seed=0, exclude=asked)
+
+
+def test_the_same_shots_as_chat_turns_and_as_text():
+    from labkit import fewshot
+
+    shots = [{"input": "a", "ideal": "A"}, {"input": "b", "ideal": ["B", "bee"]}]
+    item = {"input": "c", "ideal": "C"}
+    messages = fewshot.chat("Upper-case it.", shots, item)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m["content"] for m in messages[1:]] == ["a", "A", "b", "B", "c"]
+    expected = "Upper-case it.\n\nInput: a\nOutput: A\n\nInput: b\nOutput: B\n\nInput: c\nOutput:"
+    assert fewshot.text("Upper-case it.", shots, item) == expected
+    assert fewshot.chat(None, [], item) == [{"role": "user", "content": "c"}]
+
+
+def test_datasets_are_well_formed():
+    for name, minimum in (("sentiment", 50), ("dates", 50), ("jargon", 50)):
+        items = evals.load(name)
+        assert len(items) >= minimum and all(it["input"] and it["ideal"] for it in items)
+        assert len({it["input"] for it in items}) == len(items), f"{name} has duplicate inputs"
+    with pytest.raises(FileNotFoundError, match="no dataset 'nope'"):
+        evals.load("nope")
