@@ -6,10 +6,10 @@ architecture trained left to right, and SmolLM2 as a bigger reference. Prints on
 Rows (through labkit's server and the official SDK; greedy unless said):
   fim + suffix      the FIM model given prefix and suffix; stops on its own (<|endoftext|>)
   l2r + suffix      the left-to-right model given the same FIM prompt it never trained on
-  l2r, prefix only  the left-to-right model continuing the prefix up to the end of the line
+  l2r, prefix only  the left-to-right model continuing the prefix; its first line is the answer
   smollm2, prefix   SmolLM2-135M (22x the parameters) continuing the prefix, no suffix
-  smollm2 + suffix  SmolLM2 inserting by ranking: 8 one-line samples (T=0.8), the one after
-                    which the suffix is likeliest wins (labkit.engine.ranking)
+  smollm2 + suffix  SmolLM2 inserting by ranking: 8 samples (T=0.8), each tried cut at its line
+                    ends; the one after which the suffix is likeliest wins (labkit.engine.ranking)
 The left-to-right loss of both models on every window of the validation files, with the paired
 difference's 95% interval, tests "FIM for free": FIM training should not make it worse.
 Middle loss is the true line's loss teacher-forced after the FIM prompt vs after the prefix
@@ -30,20 +30,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from labkit.engine import DEFAULT_MODEL
 from labkit.server import LocalServer, create_app
-from labkit.train.infill import exact, middle_loss, single_line_tasks
+from labkit.train.infill import exact, first_line, middle_loss, parses, single_line_tasks
 from labkit.train.trainer import TrainConfig, prepare_data, window_losses
 
 
-def run(client, model: str, tasks, max_tokens: int, suffix: bool, **kw) -> tuple[float, float]:
-    """Exact-match rate and the rate of finish_reason "stop" over the tasks."""
-    hits = stops = 0
+def run(client, model: str, tasks, max_tokens: int, suffix: bool, **kw) -> tuple[float, float, float]:
+    """Rates of exact matches, of answers the module still parses with, and of finish_reason "stop".
+    Without a suffix the answer is the continuation's first line (and "stop" means it reached one)."""
+    hits = parsed = stops = 0
     for task in tqdm(tasks, desc=model, leave=False):
         extra = {"suffix": task.suffix} if suffix else {}
         r = client.completions.create(model=model, prompt=task.prefix, max_tokens=max_tokens, **extra, **kw)
         c = r.choices[0]
-        hits += exact(c.text, task)
-        stops += c.finish_reason == "stop"
-    return hits / len(tasks), stops / len(tasks)
+        answer = c.text if suffix else first_line(c.text)
+        hits += exact(answer, task)
+        parsed += parses(answer, task)
+        stops += c.finish_reason == "stop" if suffix else answer != c.text
+    return hits / len(tasks), parsed / len(tasks), stops / len(tasks)
 
 
 def heldout_losses(model_dir: Path) -> list[float]:
@@ -76,21 +79,21 @@ def main() -> None:
     with LocalServer(create_app([str(args.fim), str(args.l2r), DEFAULT_MODEL])) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="local", max_retries=0, timeout=600)
         fim, l2r, n = args.fim.name, args.l2r.name, args.max_tokens
-        greedy, line = {"temperature": 0}, {"temperature": 0, "stop": ["\n"]}
-        ranked = {"temperature": 0.8, "best_of": 8, "stop": ["\n"], "seed": 0}
+        greedy, ranked = {"temperature": 0}, {"temperature": 0.8, "best_of": 8, "seed": 0}
         rows = [
             ("fim + suffix", *run(client, fim, tasks, n, True, **greedy)),
             ("l2r + suffix (never trained on it)", *run(client, l2r, tasks, n, True, **greedy)),
-            ("l2r, prefix only (stop at newline)", *run(client, l2r, tasks, n, False, **line)),
-            ("smollm2-135m, prefix only", *run(client, DEFAULT_MODEL, tasks, n, False, **line)),
+            ("l2r, prefix only (first line)", *run(client, l2r, tasks, n, False, **greedy)),
+            ("smollm2-135m, prefix only (first line)", *run(client, DEFAULT_MODEL, tasks, n, False, **greedy)),
             ("smollm2-135m + suffix, ranked (8, T=0.8)", *run(client, DEFAULT_MODEL, tasks, n, True, **ranked)),
         ]
     print(f"{len(tasks)} single-line infilling tasks from held-out standard-library modules "
           f"({args.context} characters of prefix, {args.context // 2} of suffix)\n")
-    print(f"{'model':42s} {'exact match':>11s} {'stopped':>8s}")
-    for name, em, stop in rows:
-        print(f"{name:42s} {em:11.1%} {stop:8.1%}")
-    print("\n'stopped' = finish_reason 'stop': end-of-text with suffix, the newline stop without")
+    print(f"{'model':42s} {'exact match':>11s} {'parses':>7s} {'stopped':>8s}")
+    for name, em, ok, stop in rows:
+        print(f"{name:42s} {em:11.1%} {ok:7.1%} {stop:8.1%}")
+    print("\n'parses' = the module still parses with the answer as the line (necessary, not sufficient)")
+    print("'stopped' = finish_reason 'stop' with a suffix; without, the continuation reached a second line")
     print(f"\n{'middle loss, nats/token':38s} {'with suffix':>11s} {'prefix only':>11s}")
     for path in (args.fim, args.l2r):
         model = AutoModelForCausalLM.from_pretrained(path).eval()

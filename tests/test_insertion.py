@@ -76,7 +76,8 @@ def test_insertion_refusals_name_the_param(fim, kwargs, param):
 
 
 def test_cut_points_are_sentence_and_line_ends():
-    assert cut_points("Hi. I moved.\nself.x = 1") == [3, 12, 13, 23]
+    assert cut_points("Hi. I moved.\nself.x = 1") == [3, 12, 23]
+    assert cut_points("\n    x = 1\n    y = 2\n") == [10, 20, 21], "before each newline (not the leading one)"
     assert cut_points("no end") == [6]
 
 
@@ -103,7 +104,7 @@ def test_smollm2_inserts_by_ranking_candidates(fim):
         if c.text.isascii():
             assert "".join(c.logprobs.tokens) == c.text, "a cut candidate keeps the logprobs of what it kept"
         if c.finish_reason == "stop" and c.text:  # the model ended it, or it was cut at a sentence end
-            assert c.text[-1] in ".!?\n" or len(c.logprobs.tokens) < 24
+            assert c.text[-1] in ".!?" or len(c.logprobs.tokens) < 24
     no_end = {str(t): -100 for t in load(MODEL).eos_token_ids}
     default = client.completions.create(**{**kw, "max_tokens": 3, "logit_bias": no_end})
     assert default.usage.completion_tokens == 3 * CANDIDATES, "without best_of, several candidates are drawn"

@@ -98,19 +98,21 @@ def test_infill_tasks_are_held_out_lines_in_place():
     for t in tasks:
         assert t.source in sources and corpus.split_of(t.source) == "eval"
         assert t.prefix + t.middle + t.suffix in sources[t.source], "the three parts join back into the file"
-        assert t.middle.endswith("\n") and t.middle.count("\n") == 1 and t.middle.strip()
-        assert exact(t.middle, t) and exact(t.middle.rstrip("\n"), t) and not exact(" " + t.middle, t)
+        assert t.middle.startswith("\n") and t.middle.count("\n") == 1 and t.middle.strip()
+        assert not t.prefix.endswith("\n") and t.suffix.startswith("\n"), "cut before newlines, not after"
+        assert exact(t.middle, t) and exact(t.middle + "  ", t) and not exact(t.middle.strip(), t)
 
 
 def test_parses_accepts_the_true_line_and_rejects_broken_ones():
     from labkit.train.infill import parses, single_line_tasks
 
     tasks = single_line_tasks(12, seed=4)
-    assert all(parses(t.middle, t) and parses(t.middle.rstrip("\n"), t) for t in tasks)
-    indent = [t.middle[: len(t.middle) - len(t.middle.lstrip())] for t in tasks]
-    assert not any(parses(i + "x = (\n", t) for i, t in zip(indent, tasks)), "an unclosed bracket breaks the module"
-    assert not any(parses(a, t) for t in tasks for a in ("", "   \n", "x = 1\ny = 2\n")), "blank or two lines"
-    assert sum(parses(i + "pass\n", t) for i, t in zip(indent, tasks)) >= 6, "parsing is not correctness"
+    assert all(parses(t.middle, t) for t in tasks)
+    indent = [t.middle[: len(t.middle) - len(t.middle.lstrip())] for t in tasks]  # "\n" + spaces
+    assert not any(parses(i + "x = (", t) for i, t in zip(indent, tasks)), "an unclosed bracket breaks the module"
+    assert not any(parses(a, t) for t in tasks for a in ("", "\n   ", "\nx = 1\ny = 2", t.middle[1:])), \
+        "blank, two lines, or no leading newline"
+    assert sum(parses(i + "pass", t) for i, t in zip(indent, tasks)) >= 6, "parsing is not correctness"
 
 
 def test_train_command_runs_the_ci_profile(tmp_path):
@@ -136,5 +138,5 @@ def test_middle_loss_scores_the_true_line(ci_model):
     tasks = single_line_tasks(5, context_chars=200)
     with_suffix, prefix_only = middle_loss(model, tok, tasks, True), middle_loss(model, tok, tasks, False)
     assert 0 < with_suffix < 20 and 0 < prefix_only < 20 and not math.isclose(with_suffix, prefix_only)
-    garbled = [InfillTask(t.source, t.prefix, "}{)(" * 5 + "\n", t.suffix) for t in tasks]
+    garbled = [InfillTask(t.source, t.prefix, "\n" + "}{)(" * 5, t.suffix) for t in tasks]
     assert middle_loss(model, tok, garbled, True) > with_suffix, "a line that is not code costs more"

@@ -4,7 +4,7 @@ A left-to-right model has never read a suffix before its middle, but it can judg
 middle: log p(suffix | prefix + middle) is high when the middle leads into the suffix. So
 candidates are sampled from the prefix alone and the one after which the suffix is likeliest
 wins. A sampled continuation rarely ends where the suffix should begin, so each candidate is
-also tried cut at its sentence and line ends.
+also tried cut at its sentence and line ends (before a newline, which then joins the suffix).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from labkit.engine.registry import LocalModel
 
 CANDIDATES = 5  # candidates drawn when the request gives no best_of (the seed's "resample 3-5 times")
 MAX_CUTS = 8  # sentence or line ends tried per candidate, besides its full length
-_END = re.compile(r"[.!?](?=\s)|\n")  # "self.x" is not a sentence end
+_END = re.compile(r"[.!?](?=\s)|(?=\n)")  # after a sentence ("self.x" is not one), before a newline
 
 
 def cut_points(text: str) -> list[int]:
-    """Character positions where a middle may end: after its first sentence or line ends, and at its end."""
+    """Character positions where a middle may end: its first sentence and line ends, and its end."""
     cuts = [m.end() for m in _END.finditer(text)][:MAX_CUTS]
-    return sorted({c for c in cuts if c < len(text)} | {len(text)})
+    return sorted({c for c in cuts if 0 < c < len(text)} | {len(text)})
 
 
 @torch.inference_mode()

@@ -4,6 +4,11 @@ A task removes one line from inside a function of a standard-library module that
 never saw (the `eval` split) and keeps some code on either side: the model must write the
 missing line given the prefix and the suffix. As in the FIM paper, an answer counts only if
 it is exactly the removed line.
+
+The cut falls just before a newline, not after it: the prefix ends with the previous line's
+last character and the middle is "\n" + the line. BPE tokenizers merge a newline with the
+indentation after it, so a prompt ending in a bare "\n" asks for a token split the model has
+rarely seen (SmolLM2 then writes a blank line or a comment); ending on code avoids that.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from labkit.train import corpus
 class InfillTask:
     source: str  # module path
     prefix: str
-    middle: str  # the removed line, newline included
+    middle: str  # "\n" + the removed line (its own newline starts the suffix)
     suffix: str
 
 
@@ -40,41 +45,50 @@ def single_line_tasks(n: int, seed: int = 0, context_chars: int = 600) -> list[I
                 if not statements:
                     continue
                 body = [i for i in range(statements[0].lineno - 1, node.end_lineno)
-                        if len(lines[i].strip()) > 3 and not lines[i].strip().startswith(("#", '"', "'"))]
+                        if len(lines[i].strip()) > 3 and lines[i - 1].strip()  # the prefix ends on code
+                        and not lines[i].strip().startswith(("#", '"', "'"))]
                 if body:
                     candidates.append((doc, lines, body))
     rng.shuffle(candidates)
     tasks = []
     for doc, lines, body in candidates[:n]:
         i = rng.choice(body)
-        prefix, suffix = "".join(lines[:i]), "".join(lines[i + 1 :])
-        tasks.append(InfillTask(doc.name, _tail(prefix, context_chars), lines[i], _head(suffix, context_chars // 2)))
+        prefix, suffix = "".join(lines[:i])[:-1], "\n" + "".join(lines[i + 1 :])
+        middle = "\n" + lines[i].rstrip("\n")
+        tasks.append(InfillTask(doc.name, _tail(prefix, context_chars), middle, _head(suffix, context_chars // 2)))
     return tasks
 
 
 def _tail(text: str, chars: int) -> str:
-    """The last lines of text, about `chars` long (whole lines)."""
+    """The last lines of text, about `chars` long (starting at a line start)."""
     cut = text[-chars:]
     return cut[cut.index("\n") + 1 :] if len(text) > chars and "\n" in cut else cut
 
 
 def _head(text: str, chars: int) -> str:
+    """The first lines of text, about `chars` long (ending at a line end)."""
     cut = text[:chars]
-    return cut[: cut.rindex("\n") + 1] if len(text) > chars and "\n" in cut else cut
+    return cut[: cut.rindex("\n") + 1] if len(text) > chars and "\n" in cut[1:] else cut
+
+
+def first_line(text: str) -> str:
+    """A left-to-right continuation cut to the task's shape: its leading newline and the line after it."""
+    end = text.find("\n", 1)
+    return text if end < 0 else text[:end]
 
 
 def exact(answer: str, task: InfillTask) -> bool:
-    """The removed line exactly (a missing final newline is forgiven: stop sequences eat it)."""
-    return answer == task.middle or answer == task.middle.rstrip("\n")
+    """The removed line exactly (trailing spaces forgiven)."""
+    return answer.rstrip() == task.middle.rstrip()
 
 
 def parses(answer: str, task: InfillTask) -> bool:
-    """The module still parses with `answer` (a non-blank line) in place of the removed one.
+    """The module still parses with `answer` ("\n" + one non-blank line) in place of the removed line.
     Necessary for a right answer, far from sufficient: it says the insertion joins its surroundings."""
-    if not answer.strip() or "\n" in answer.rstrip("\n"):
+    if not answer.startswith("\n") or not answer.strip() or "\n" in answer[1:]:
         return False
     original = task.prefix + task.middle + task.suffix
-    text = _eval_sources()[task.source].replace(original, task.prefix + answer.rstrip("\n") + "\n" + task.suffix, 1)
+    text = _eval_sources()[task.source].replace(original, task.prefix + answer + task.suffix, 1)
     try:
         ast.parse(text)
     except (SyntaxError, ValueError):

@@ -131,7 +131,11 @@ def _encode(tok, texts: list[str]) -> np.ndarray:
 
 
 def batch(data: np.ndarray, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """batch_size random windows of block_size tokens."""
+    """batch_size random windows of block_size tokens; from a 2-D array (one sequence per row,
+    e.g. labkit.train.icl's episodes), batch_size random rows."""
+    if data.ndim == 2:
+        rows = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
+        return torch.from_numpy(data[rows.numpy()].astype(np.int64))
     starts = torch.randint(0, len(data) - cfg.block_size, (cfg.batch_size,), generator=gen)
     return torch.stack([torch.from_numpy(data[s : s + cfg.block_size].astype(np.int64)) for s in starts.tolist()])
 
@@ -190,9 +194,10 @@ def window_losses(model, data: np.ndarray, block_size: int, batch_size: int = 16
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, progress: bool = True,
-          stop_after: int | None = None) -> Path | None:
+          stop_after: int | None = None, data: tuple | None = None) -> Path | None:
     """Train (or resume) and save the final model and tokenizer in out_dir; return out_dir.
 
+    data: (tokenizer, train ids, valid ids) to train on instead of the standard library's source.
     stop_after ends the run early at that step, leaving only the checkpoint (and returning None),
     as an interruption would."""
     out = Path(out_dir)
@@ -202,7 +207,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, progress: 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     hf_logging.disable_progress_bar()  # checkpoints would each print a "writing shards" bar
-    tok, train_ids, valid_ids = prepare_data(cfg)
+    tok, train_ids, valid_ids = data or prepare_data(cfg)
     model = build_model(cfg, len(tok), tok.eos_token_id).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -218,9 +223,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, progress: 
         state = saved["state"]
 
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"training {n_params / 1e6:.1f}M parameters on {device.type}{' with bf16 autocast' if use_bf16 else ''}: "
-          f"{cfg.max_steps} steps x {cfg.tokens_per_step:,} tokens ({len(train_ids):,} tokens of data, "
-          f"fim_rate {cfg.fim_rate})" + (f"; resuming at step {state['step']}" if state["step"] else ""), flush=True)
+    what = f"{train_ids.size:,} tokens of data" + ("" if data else f", fim_rate {cfg.fim_rate}")
+    if progress:
+        print(f"training {n_params / 1e6:.2f}M parameters on {device.type}{' with bf16 autocast' if use_bf16 else ''}: "
+              f"{cfg.max_steps} steps x {cfg.tokens_per_step:,} tokens ({what})"
+              + (f"; resuming at step {state['step']}" if state["step"] else ""), flush=True)
 
     model.train()
     bar = tqdm(range(state["step"], cfg.max_steps), initial=state["step"], total=cfg.max_steps,
