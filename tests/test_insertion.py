@@ -108,3 +108,9 @@ def test_smollm2_inserts_by_ranking_candidates(fim):
     no_end = {str(t): -100 for t in load(MODEL).eos_token_ids}
     default = client.completions.create(**{**kw, "max_tokens": 3, "logit_bias": no_end})
     assert default.usage.completion_tokens == 3 * CANDIDATES, "without best_of, several candidates are drawn"
+
+
+def test_ranking_works_from_a_one_token_prompt(fim):
+    client, _ = fim
+    r = client.completions.create(model=MODEL, prompt="Hello", suffix=" world.", max_tokens=4, best_of=2, seed=0)
+    assert len(r.choices) == 1 and r.usage.prompt_tokens == 1
