@@ -12,6 +12,7 @@ import json
 import secrets
 import threading
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -19,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from labkit import catalog
 from labkit.engine import DEFAULT_MODEL, INSERTION_MODEL, LocalModel, load
-from labkit.engine.registry import resolve
-from labkit.server import errors
+from labkit.engine.registry import home, resolve
+from labkit.server import errors, files
 from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
 from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest
@@ -79,11 +80,14 @@ async def _body(request: Request, endpoint: str) -> dict:
     return body
 
 
-def create_app(model_names: list[str] | None = None, api_keys: list[str] | None = None) -> FastAPI:
+def create_app(model_names: list[str] | None = None, api_keys: list[str] | None = None,
+               data_dir: Path | None = None) -> FastAPI:
+    """data_dir keeps uploaded files (default LABKIT_HOME/server)."""
     models = Models(model_names or [DEFAULT_MODEL])
     app = FastAPI(title="labkit", description="OpenAI-compatible API over local models")
     app.state.models = models
     errors.install(app)
+    app.include_router(files.router(files.FileStore(data_dir or home() / "server")))
 
     if api_keys:
         @app.middleware("http")
