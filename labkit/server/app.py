@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from labkit import catalog
 from labkit.engine import DEFAULT_MODEL, INSERTION_MODEL, LocalModel, load
 from labkit.engine.registry import home, resolve
+from labkit.finetune.store import FileStore
 from labkit.server import errors, files
 from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
@@ -87,7 +88,7 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
     app = FastAPI(title="labkit", description="OpenAI-compatible API over local models")
     app.state.models = models
     errors.install(app)
-    app.include_router(files.router(files.FileStore(data_dir or home() / "server")))
+    app.include_router(files.router(FileStore(data_dir or home() / "server")))
 
     if api_keys:
         @app.middleware("http")
