@@ -134,3 +134,25 @@ def test_cli_prints_a_summary_and_exits_1_on_errors(tmp_path):
     done = subprocess.run([sys.executable, "-m", "labkit", "validate", str(write(tmp_path, [])), "--json"],
                           capture_output=True, text=True)
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
+
+
+# ---------------------------------------------------------------- the trainer's data
+
+
+def test_encode_trains_only_assistant_tokens_and_honours_weight():
+    from transformers import AutoTokenizer
+
+    from labkit.engine.registry import convert_smollm2
+    from labkit.finetune.sft import IGNORE, encode
+
+    tok = AutoTokenizer.from_pretrained(convert_smollm2(progress=False))
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"},
+                {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And Italy?"},
+                {"role": "assistant", "content": "Rome.", "weight": 0}]
+    ids, labels = encode(tok, messages, 1024)
+    trained = tok.decode([t for t, label in zip(ids, labels) if label != IGNORE])
+    assert trained.startswith("Paris.<|im_end|>") and "Rome" not in trained and "France" not in trained
+    assert all(label in (IGNORE, t) for t, label in zip(ids, labels)), "a trained label is its own token"
+    assert tok.decode(ids).count("<|im_start|>assistant") == 2
+    short_ids, short_labels = encode(tok, messages, 10)
+    assert len(short_ids) == len(short_labels) == 10
