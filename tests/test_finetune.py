@@ -156,3 +156,24 @@ def test_encode_trains_only_assistant_tokens_and_honours_weight():
     assert tok.decode(ids).count("<|im_start|>assistant") == 2
     short_ids, short_labels = encode(tok, messages, 10)
     assert len(short_ids) == len(short_labels) == 10
+
+
+@pytest.mark.parametrize("name, kind, line", [
+    ("broken_not_json", "not_json", 5), ("broken_missing_assistant", "no_assistant_message", 7),
+    ("broken_bad_role", "unrecognized_role", 3), ("broken_bad_weight", "bad_weight", 9),
+    ("broken_too_few", "too_few_examples", None),
+])
+def test_the_shipped_broken_files_fail_where_their_readme_says(name, kind, line):
+    from labkit.evals import DATA
+
+    report = validate(DATA / "finetune" / f"{name}.jsonl")
+    errors = [(p.kind, p.line) for p in report.problems if p.severity == "error"]
+    assert errors == [(kind, line)]
+
+
+@pytest.mark.parametrize("name", ["json_train", "misspell_train"])
+def test_the_shipped_training_files_are_clean(name):
+    from labkit.evals import DATA
+
+    report = validate(DATA / "finetune" / f"{name}.jsonl")
+    assert report.ok and report.problems == [] and report.examples == 60
