@@ -34,6 +34,14 @@ class RetiredModelError(UnknownModelError):
         self.replacement = replacement
 
 
+class NotFoundError(LabkitError, LookupError):
+    """A stored object (an uploaded file, a job) with this id does not exist (served as a 404)."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message, self.param, self.code = message, param, code
+
+
 class ModelNotAvailableError(LabkitError):
     """A local model's files are not on this machine (labkit never downloads at run time)."""
 

@@ -70,3 +70,13 @@ def test_files_survive_a_restart(tmp_path):
     with LocalServer(create_app([MODEL], data_dir=tmp_path)) as srv:
         again = openai.OpenAI(base_url=srv.base_url, api_key="x").files
         assert again.retrieve(f.id) == f and again.content(f.id).read() == DATA
+
+
+def test_unknown_cursor_and_bad_limit_are_400s(files):
+    api, _ = files
+    with pytest.raises(openai.BadRequestError) as e:
+        api.list(after="file-nope")
+    assert e.value.body["param"] == "after"
+    with pytest.raises(openai.BadRequestError) as e:
+        api.list(limit=0)
+    assert e.value.body["param"] == "limit"

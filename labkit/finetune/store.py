@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from labkit.server.errors import APIError
+from labkit.errors import InvalidRequestError, NotFoundError
 
 _COLUMNS = "id, bytes, created_at, filename, purpose"
 
@@ -43,7 +43,7 @@ class FileStore:
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
         if row is None:
-            raise APIError(404, f"No such File object: {file_id}", param="id", code="file_not_found")
+            raise NotFoundError(f"No such File object: {file_id}", param="id", code="file_not_found")
         return _card(row)
 
     def content(self, file_id: str) -> bytes:
@@ -66,7 +66,7 @@ class FileStore:
         ids = [r[0] for r in rows]
         if after is not None:
             if after not in ids:
-                raise APIError(400, f"after: no file {after!r} in this list", param="after")
+                raise InvalidRequestError(f"after: no file {after!r} in this list", param="after")
             rows = rows[ids.index(after) + 1 :]
         page = rows[:limit]
         return {"object": "list", "data": [_card(r) for r in page], "first_id": page[0][0] if page else None,

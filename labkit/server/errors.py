@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from labkit.errors import InvalidRequestError, UnknownModelError
+from labkit.errors import InvalidRequestError, NotFoundError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,10 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, e: InvalidRequestError):
         return error_response(400, e.message, param=e.param, code=e.code)
 
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, e: NotFoundError):
+        return error_response(404, e.message, param=e.param, code=e.code)
+
     @app.exception_handler(UnknownModelError)
     async def _unknown(_: Request, e: UnknownModelError):
         return model_not_found(e.model, str(e)).response()
@@ -87,7 +91,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, e: HTTPException):
         msg = {404: f"Invalid URL ({request.method} {request.url.path}): labkit serves /v1/models, "
-                    "/v1/completions and /v1/chat/completions",
+                    "/v1/completions, /v1/chat/completions and /v1/files",
                405: f"Method {request.method} is not allowed for {request.url.path}"}.get(e.status_code, str(e.detail))
         return error_response(e.status_code, msg)
 
