@@ -15,9 +15,9 @@ from pathlib import Path
 import openai
 from tqdm.auto import tqdm
 
+from labkit import DATA
 from labkit.engine import DEFAULT_MODEL
 from labkit.engine.registry import convert_smollm2
-from labkit.evals import DATA
 from labkit.finetune.sft import Hyper, sft
 from labkit.server import LocalServer, create_app
 

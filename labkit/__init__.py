@@ -1,5 +1,7 @@
 """labkit: learn how GPT models and their APIs work, on a local model or the OpenAI API."""
 
+from pathlib import Path
+
 from labkit.errors import (
     BudgetExceededError,
     ContextLengthExceededError,
@@ -12,6 +14,7 @@ from labkit.errors import (
 )
 
 __version__ = "0.1.0"
+DATA = Path(__file__).resolve().parent.parent / "data"  # datasets written for labkit (data/*/README.md)
 
 __all__ = [
     "BudgetExceededError", "ContextLengthExceededError", "EncodingUnavailableError", "InvalidRequestError",
@@ -19,7 +22,8 @@ __all__ = [
 ]
 
 
-_SUBMODULES = {"catalog", "engine", "server", "tokens", "usage", "viz", "widgets"}
+_SUBMODULES = {"catalog", "engine", "evals", "fewshot", "finetune", "server", "tokens", "train", "usage", "viz",
+               "widgets"}
 
 
 def __getattr__(name):  # import lazily: `import labkit` stays fast and torch-free

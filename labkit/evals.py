@@ -29,8 +29,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from labkit import DATA
+
 Prompt = str | list[dict]
-DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def load(name: str, folder: Path | None = None) -> list[dict]:
@@ -151,7 +152,6 @@ class ModelGraded:
     whose grade you know before you trust it."""
 
     grader: str | None = None
-    max_tokens: int = 48
     answer_with: Generated = field(default_factory=lambda: ExactMatch(max_tokens=48))
 
     def ask(self, client, model: str, prompt: Prompt, item: dict) -> dict:

@@ -164,7 +164,7 @@ def test_encode_trains_only_assistant_tokens_and_honours_weight():
     ("broken_too_few", "too_few_examples", None),
 ])
 def test_the_shipped_broken_files_fail_where_their_readme_says(name, kind, line):
-    from labkit.evals import DATA
+    from labkit import DATA
 
     report = validate(DATA / "finetune" / f"{name}.jsonl")
     errors = [(p.kind, p.line) for p in report.problems if p.severity == "error"]
@@ -173,7 +173,7 @@ def test_the_shipped_broken_files_fail_where_their_readme_says(name, kind, line)
 
 @pytest.mark.parametrize("name", ["json_train", "misspell_train"])
 def test_the_shipped_training_files_are_clean(name):
-    from labkit.evals import DATA
+    from labkit import DATA
 
     report = validate(DATA / "finetune" / f"{name}.jsonl")
     assert report.ok and report.problems == [] and report.examples == 60
