@@ -12,6 +12,7 @@ Templates, as in OpenAI Evals:
   ExactMatch    the answer, stripped, equals an ideal
   Includes      an ideal appears in the answer
   FuzzyMatch    after normalizing case, punctuation, articles and spaces, one contains the other
+  JsonReply     the answer is a JSON object of a given shape (format, not facts)
   Choice        the option the model finds likeliest, read from logprobs (no text is parsed)
   ModelGraded   a grader model reads question, reference and answer and says whether it is right
 """
@@ -72,7 +73,7 @@ def _complete(client, model: str, prompt: Prompt, **kw):
     return c.message.content or "", top
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Generated:
     """Base of the templates that let the model write its answer (greedy) and then compare text."""
 
@@ -104,6 +105,30 @@ class FuzzyMatch(Generated):
     def score(self, answer: str, item: dict) -> bool:
         a = normalize(answer)
         return bool(a) and any(b and (a in b or b in a) for b in map(normalize, ideals(item)))
+
+
+@dataclass
+class JsonReply(Generated):
+    """The reply is one JSON object with exactly these keys, each of its type (float accepts ints too).
+    It checks the format a system message asked for, not whether the facts are right."""
+
+    keys: dict[str, type] = field(default_factory=dict)
+    max_tokens: int = field(default=64, kw_only=True)
+    stop: list[str] | None = field(default=None, kw_only=True)
+
+    def score(self, answer: str, item: dict) -> bool:
+        try:
+            obj = json.loads(answer)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(obj, dict) and set(obj) == set(self.keys) and all(
+            _is(obj[k], t) for k, t in self.keys.items())
+
+
+def _is(value, kind: type) -> bool:
+    if isinstance(value, bool):  # JSON true is not a number
+        return kind is bool
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,9 @@ def default_epochs(examples: int) -> int:
 
 
 def validate(path: str | Path, model: str = "gpt-3.5-turbo-0125", token_limit: int | None = None,
-             n_epochs: int | None = None) -> Report:
+             n_epochs: int | None = None, tokenizer=None) -> Report:
+    """Check a chat JSONL file for fine-tuning `model`. Tokens are counted as OpenAI counts them, or,
+    given a transformers `tokenizer` (a local model's), through its chat template."""
     limit = token_limit or TOKEN_LIMITS.get(model)
     if limit is None:
         raise ValueError(f"no token limit known for {model!r}: pass token_limit (known: {sorted(TOKEN_LIMITS)})")
@@ -112,7 +115,7 @@ def validate(path: str | Path, model: str = "gpt-3.5-turbo-0125", token_limit: i
         duplicates += key in seen
         seen.add(key)
         if _check_example(example, number, report.problems):
-            counted.append(_measure(example, number, model, limit, report.problems))
+            counted.append(_measure(example, number, _counter(model, tokenizer), limit, report.problems))
     if report.examples < MIN_EXAMPLES:
         report.problems.append(Problem(None, "too_few_examples",
                                        f"{report.examples} examples; fine-tuning needs at least {MIN_EXAMPLES}"))
@@ -191,11 +194,25 @@ def _text(content) -> str | None:
     return None
 
 
-def _measure(example: dict, number: int, model: str, limit: int, problems: list[Problem]) -> dict:
-    messages = [{"role": m["role"], "content": _text(m.get("content") or "") or ""} for m in example["messages"]]
+def _counter(model: str, tokenizer) -> tuple[Callable[[list[dict]], int], Callable[[str], int]]:
+    """(tokens of a conversation, tokens of a text) for the model being fine-tuned."""
+    if tokenizer is not None:
+        def conversation(messages):
+            try:
+                return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+            except Exception:  # a template that refuses these roles: count the texts alone
+                return sum(len(tokenizer(m["content"]).input_ids) for m in messages)
+        return conversation, lambda text: len(tokenizer(text).input_ids)
     encoding_model = "gpt-4o-mini" if model.startswith("gpt-4o") else "gpt-3.5-turbo"
-    total = tokens.count_messages(messages, encoding_model)
-    assistant = sum(tokens.count(m["content"], encoding_model) for m in messages if m["role"] == "assistant")
+    return (lambda messages: tokens.count_messages(messages, encoding_model),
+            lambda text: tokens.count(text, encoding_model))
+
+
+def _measure(example: dict, number: int, count, limit: int, problems: list[Problem]) -> dict:
+    messages = [{"role": m["role"], "content": _text(m.get("content") or "") or ""} for m in example["messages"]]
+    conversation, text = count
+    total = conversation(messages)
+    assistant = sum(text(m["content"]) for m in messages if m["role"] == "assistant")
     if total > limit:
         problems.append(Problem(number, "too_many_tokens", f"{total:,} tokens > {limit:,}: it will be truncated"))
     roles = {m["role"] for m in messages}
@@ -207,8 +224,8 @@ def _distribution(values: list[int]) -> dict:
     if not values:
         return {}
     p5, p50, p95 = np.percentile(values, [5, 50, 95])
-    return {"min": min(values), "p5": float(p5), "median": float(p50), "mean": round(float(np.mean(values)), 1),
-            "p95": float(p95), "max": max(values)}
+    return {"min": min(values), "p5": round(float(p5), 1), "median": round(float(p50), 1),
+            "mean": round(float(np.mean(values)), 1), "p95": round(float(p95), 1), "max": max(values)}
 
 
 def _stats(measured: list[dict], duplicates: int) -> dict:
