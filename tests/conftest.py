@@ -23,8 +23,8 @@ def lm():
 
 
 @pytest.fixture(scope="session")
-def server(lm):
-    with LocalServer(create_app([MODEL])) as srv:
+def server(lm, tmp_path_factory):
+    with LocalServer(create_app([MODEL], data_dir=tmp_path_factory.mktemp("store"))) as srv:
         yield srv
 
 
@@ -81,7 +81,7 @@ def raw_stream(server):
 def _load_spec(cache_dir: Path) -> dict:
     import yaml
 
-    cached = cache_dir / f"openapi-{SPEC.stat().st_mtime_ns}.pickle"
+    cached = cache_dir / f"openapi-v2-{SPEC.stat().st_mtime_ns}.pickle"  # v2: bump when the conversion changes
     if cached.exists():
         return pickle.loads(cached.read_bytes())
     spec = yaml.load(SPEC.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -92,12 +92,15 @@ def _load_spec(cache_dir: Path) -> dict:
 
 def _nullable_to_31(node):
     """The description is OpenAPI 3.1 but still writes OpenAPI 3.0's `nullable: true` in places
-    (stream chunks' finish_reason, for one); JSON Schema ignores that keyword, so spell it as 3.1 does."""
+    (stream chunks' finish_reason, for one) and boolean `exclusiveMinimum` (fine-tuning's
+    learning_rate_multiplier); JSON Schema reads both differently, so spell them as 3.1 does."""
     if isinstance(node, list):
         return [_nullable_to_31(x) for x in node]
     if not isinstance(node, dict):
         return node
     node = {k: _nullable_to_31(v) for k, v in node.items()}
+    if node.get("exclusiveMinimum") is True:
+        node["exclusiveMinimum"] = node.pop("minimum")
     if node.pop("nullable", False) is True:
         return {"anyOf": [node, {"type": "null"}]}
     return node
@@ -118,3 +121,21 @@ def openapi(request):
         assert not errors, f"{schema}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
 
     return validate
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory, lm) -> Path:
+    """A 2-layer chat model with random weights and SmolLM2's tokenizer and chat template: fine-tuning
+    jobs run through every stage in seconds. Served under its folder name, tiny-chat."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-chat"
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(lm.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=lm.tokenizer.bos_token_id,
+                         eos_token_id=lm.tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder

@@ -14,8 +14,8 @@ PREFIX, SUFFIX = "def add(a, b):\n", "\n\nprint(add(1, 2))\n"
 
 
 @pytest.fixture(scope="module")
-def fim(ci_model):
-    with LocalServer(create_app([MODEL, str(ci_model)])) as srv:
+def fim(ci_model, tmp_path_factory):
+    with LocalServer(create_app([MODEL, str(ci_model)], data_dir=tmp_path_factory.mktemp("store"))) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0, timeout=120)
         yield client, ci_model.name
 

@@ -111,11 +111,12 @@ def test_count_tokens_local_and_openai(lm):
     assert lab.count_tokens("Hello there", model="gpt-4o") == 2
 
 
-def test_two_servers_never_collide(lm):
+def test_two_servers_never_collide(lm, tmp_path):
     """Each kernel's server takes a port the OS hands out, bound before uvicorn starts."""
     from labkit.server import LocalServer, create_app
 
-    with LocalServer(create_app([MODEL])) as a, LocalServer(create_app([MODEL])) as b:
+    with (LocalServer(create_app([MODEL], data_dir=tmp_path)) as a,
+          LocalServer(create_app([MODEL], data_dir=tmp_path)) as b):
         assert a.port != b.port
         for srv in (a, b):
             c = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)

@@ -198,7 +198,8 @@ def keyed_server(tmp_path_factory):
     """`labkit serve --api-key k1 --api-key k2` in a subprocess (it inherits LABKIT_HOME); yields its base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "labkit", "serve", "--port", str(port), "--api-key", "k1", "--api-key", "k2"]
+    cmd = [sys.executable, "-m", "labkit", "serve", "--port", str(port), "--api-key", "k1", "--api-key", "k2",
+           "--data-dir", str(tmp_path_factory.mktemp("store"))]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"

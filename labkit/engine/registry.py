@@ -151,12 +151,15 @@ _loaded: dict[str, LocalModel] = {}
 _load_lock = threading.Lock()
 
 
-def load(name: str = DEFAULT_MODEL) -> LocalModel:
-    """Load (once per process) a causal LM and its tokenizer onto the best device."""
+def load(name: str = DEFAULT_MODEL, served: str | None = None) -> LocalModel:
+    """Load (once per process) a causal LM and its tokenizer onto the best device.
+
+    served: the name it answers to, if not the one resolve() gives (a fine-tuned model's ft:... name)."""
     with _load_lock:
         if name in _loaded:
             return _loaded[name]
-        served, source = resolve(name)
+        resolved, source = resolve(name)
+        served = served or resolved
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = pick_device()

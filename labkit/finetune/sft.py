@@ -17,15 +17,17 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 IGNORE = -100  # label of a token the loss skips
+BASE_LEARNING_RATE = 5e-5  # what a job's learning_rate_multiplier scales
 
 
 @dataclass(frozen=True)
 class Hyper:
     n_epochs: int = 3
     batch_size: int = 4
-    learning_rate: float = 5e-5  # OpenAI's learning_rate_multiplier scales this
+    learning_rate: float = BASE_LEARNING_RATE
     seed: int = 0
     max_tokens: int = 1024  # an example is cut to this many tokens
 
@@ -91,15 +93,18 @@ def _valid_loss(model, encoded, hyper: Hyper, pad: int, device) -> float:
 def sft(base: str | Path, train_file: str | Path, out_dir: str | Path, hyper: Hyper = Hyper(),
         valid_file: str | Path | None = None, on_event: Callable[[dict], None] = lambda e: None,
         should_stop: Callable[[], bool] = lambda: False) -> Path | None:
-    """Fine-tune `base` (a transformers folder) and save the result in out_dir; None if stopped early.
+    """Fine-tune `base` (a transformers folder); return the folder of the last epoch's checkpoint
+    (out_dir/epoch-N), or None if stopped early.
 
-    on_event receives {"step", "total_steps", "train_loss"[, "valid_loss"]} after every step and
-    {"epoch", "checkpoint"} after every epoch; should_stop is polled between steps (cancel)."""
+    on_event receives {"step", "total_steps", "train_loss", "tokens"[, "valid_loss"]} after every step
+    (tokens: those in the batch) and {"epoch", "checkpoint"} after every epoch; should_stop is polled
+    between steps (cancel)."""
     out = Path(out_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(hyper.seed)
-    tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
+    hf_logging.disable_progress_bar()  # a job's log is its events, not bars on the server's stderr
+    tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=True).to(device)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     train = [encode(tok, m, hyper.max_tokens) for m in read_examples(train_file)]
     valid = [encode(tok, m, hyper.max_tokens) for m in read_examples(valid_file)] if valid_file else []
@@ -119,15 +124,14 @@ def sft(base: str | Path, train_file: str | Path, out_dir: str | Path, hyper: Hy
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            event = {"step": step, "total_steps": total, "train_loss": loss.item()}
-            if valid and (step % max(1, total // 10) == 0 or step == total):
+            event = {"step": step, "total_steps": total, "train_loss": loss.item(), "tokens": int(mask.sum())}
+            if valid and (step % math.ceil(total / 10) == 0 or step == total):  # about 10 per job
                 event["valid_loss"] = _valid_loss(model, valid, hyper, pad, device)
             on_event(event)
-        checkpoint = out / f"checkpoint-epoch-{epoch}"
+        checkpoint = out / f"epoch-{epoch}"
         _save(model, tok, checkpoint)
         on_event({"epoch": epoch, "checkpoint": str(checkpoint)})
-    _save(model, tok, out)
-    return out
+    return checkpoint
 
 
 def _save(model, tok, folder: Path) -> None:

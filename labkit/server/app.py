@@ -21,8 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from labkit import catalog
 from labkit.engine import DEFAULT_MODEL, INSERTION_MODEL, LocalModel, load
 from labkit.engine.registry import home, resolve
+from labkit.finetune.jobs import ORGANIZATION, JobStore
 from labkit.finetune.store import FileStore
-from labkit.server import errors, files
+from labkit.finetune.worker import Worker
+from labkit.server import errors, files, jobs
 from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
 from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest
@@ -31,29 +33,54 @@ ROLES_PATH = "/labkit/roles"  # lets a remote Lab find a labkit server's models 
 
 
 class Models:
-    """The models a server offers under their served names, loaded lazily and once."""
+    """The models a server offers under their served names, loaded lazily and once: the ones it was
+    started with, and those its fine-tuning jobs make (ft:BASE:labkit:SUFFIX:ID)."""
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], jobs: JobStore):
         # a folder or hub id is served under a short name; remember where each one loads from
         self.sources = {resolve(n)[0]: n for n in names}
         self.names = list(self.sources)
+        self.jobs = jobs
         self._loaded: dict[str, LocalModel] = {}
         self._lock = threading.Lock()
         self.created = int(time.time())
 
     def get(self, name: str) -> LocalModel:
-        if name not in self.names:
+        folder = self.jobs.model_folder(name)
+        if name not in self.names and folder is None:
             if name in catalog.RETIRED:
                 r = catalog.RETIRED[name]
                 raise errors.model_not_found(name, f"It was {r.note}; its replacement is {r.replacement}.")
-            raise errors.model_not_found(name, f"This labkit server offers: {', '.join(self.names)}.")
+            raise errors.model_not_found(name, f"This labkit server offers: {', '.join(self.listed())}.")
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = load(self.sources[name])
+                self._loaded[name] = load(str(folder), served=name) if folder else load(self.sources[name])
             return self._loaded[name]
+
+    def listed(self) -> list[str]:
+        return self.names + [name for name, _ in self.jobs.models()]
+
+    def cards(self) -> list[dict]:
+        fine_tuned = [{"id": n, "object": "model", "created": t, "owned_by": ORGANIZATION}
+                      for n, t in self.jobs.models()]
+        return [self.card(n) for n in self.names] + fine_tuned
 
     def card(self, name: str) -> dict:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "labkit"}
+
+    def base_folder(self, name: str) -> Path | str:
+        """The files of a model this server can fine-tune: one it serves (or made), with a chat template."""
+        folder = self.jobs.model_folder(name) or (resolve(self.sources[name])[1] if name in self.names else None)
+        if folder is None:
+            raise APIError(400, f"Model {name} is not available for fine-tuning or does not exist. This labkit "
+                           f"server can fine-tune: {', '.join(self.listed())}.", param="model",
+                           code="model_not_available")
+        from transformers import AutoTokenizer
+
+        if not AutoTokenizer.from_pretrained(folder, local_files_only=True).chat_template:
+            raise APIError(400, f"{name} has no chat template, so it cannot learn from chat examples; fine-tune "
+                           "a chat model", param="model", code="model_not_available")
+        return folder
 
 
 def local_roles(models: Models) -> dict:
@@ -61,7 +88,7 @@ def local_roles(models: Models) -> dict:
     insertion (embeddings come later)."""
     first = models.names[0]
     return {"chat": first, "completion": first, "insertion": INSERTION_MODEL if INSERTION_MODEL in models.names
-            else None, "embedding": None}
+            else None, "embedding": None, "fine_tune": first}
 
 
 async def _body(request: Request, endpoint: str) -> dict:
@@ -83,12 +110,19 @@ async def _body(request: Request, endpoint: str) -> dict:
 
 def create_app(model_names: list[str] | None = None, api_keys: list[str] | None = None,
                data_dir: Path | None = None) -> FastAPI:
-    """data_dir keeps uploaded files (default LABKIT_HOME/server)."""
-    models = Models(model_names or [DEFAULT_MODEL])
+    """data_dir keeps uploaded files, fine-tuning jobs and the models they make (default LABKIT_HOME/server).
+    Jobs a stopped server left waiting start again here."""
+    root = data_dir or home() / "server"
+    file_store, job_store = FileStore(root), JobStore(root)
+    models = Models(model_names or [DEFAULT_MODEL], job_store)
+    worker = Worker(job_store, file_store, models.base_folder)
     app = FastAPI(title="labkit", description="OpenAI-compatible API over local models")
     app.state.models = models
     errors.install(app)
-    app.include_router(files.router(FileStore(data_dir or home() / "server")))
+    app.include_router(files.router(file_store))
+    app.include_router(jobs.router(job_store, file_store, worker, models.base_folder))
+    if job_store.pending():
+        worker.wake()
 
     if api_keys:
         @app.middleware("http")
@@ -102,13 +136,22 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
 
     @app.get("/v1/models")
     def list_models():
-        return {"object": "list", "data": [models.card(n) for n in models.names]}
+        return {"object": "list", "data": models.cards()}
 
     @app.get("/v1/models/{model:path}")
     def get_model(model: str):
-        if model not in models.names:
+        card = next((c for c in models.cards() if c["id"] == model), None)
+        if card is None:
             raise errors.model_not_found(model)
-        return models.card(model)
+        return card
+
+    @app.delete("/v1/models/{model:path}")
+    def delete_model(model: str):
+        if model in models.names:
+            raise APIError(403, f"{model} is a base model of this server; only fine-tuned models can be deleted",
+                           param="model", code="model_not_deletable")
+        models.jobs.delete_model(model)
+        return {"id": model, "object": "model", "deleted": True}
 
     @app.get(ROLES_PATH)
     def roles():

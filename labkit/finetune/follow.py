@@ -1,0 +1,65 @@
+"""Follow a fine-tuning job through any OpenAI-compatible client (OpenAI itself or a labkit server):
+its messages as they come, a progress bar over steps and a live loss curve.
+
+    job, metrics = follow(lab.client, job.id)     # returns when the job has ended
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def new_events(client, job_id: str, seen: set[str]) -> list:
+    """Events not seen yet, oldest first (the API lists them newest first, a page at a time)."""
+    fresh, after = [], None
+    while True:
+        page = client.fine_tuning.jobs.list_events(job_id, limit=100, **({"after": after} if after else {}))
+        for event in page.data:
+            if event.id in seen:
+                return fresh[::-1]
+            fresh.append(event)
+        if not page.has_more or not page.data:
+            return fresh[::-1]
+        after = page.data[-1].id
+
+
+def follow(client, job_id: str, poll_seconds: float = 2.0, plot: bool = True, progress: bool = True):
+    """Poll until the job ends; return (the job, a DataFrame of its step metrics).
+
+    plot: redraw a plotly loss curve in place as steps arrive (in a notebook)."""
+    from labkit import viz
+
+    seen, metrics, handle = set(), [], None
+    bar = tqdm(desc=job_id, unit="step", disable=not progress)
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        events = new_events(client, job_id, seen)
+        for event in events:
+            seen.add(event.id)
+            if event.type == "metrics" and event.data:
+                metrics.append(dict(event.data))
+                bar.total = metrics[-1].get("total_steps")
+                bar.n = int(metrics[-1]["step"])
+                bar.set_postfix(loss=f"{metrics[-1]['train_loss']:.3f}")
+            else:
+                tqdm.write(f"{time.strftime('%H:%M:%S', time.localtime(event.created_at))}  {event.message}")
+        if plot and metrics and any(e.type == "metrics" for e in events):
+            handle = _show(viz.loss_curve(metrics), handle)
+        if job.status in TERMINAL:
+            bar.close()
+            return job, pd.DataFrame(metrics)
+        time.sleep(poll_seconds)
+
+
+def _show(fig, handle):
+    from IPython.display import display
+
+    if handle is None:
+        return display(fig, display_id=True)
+    handle.update(fig)
+    return handle

@@ -1,0 +1,275 @@
+"""/v1/fine_tuning/jobs through the official SDK: the lifecycle in OpenAI's shapes, cancel, files that fail
+validation, a server killed mid-job, jobs that wait across a restart, and a CI-sized fine-tune of SmolLM2
+that changes what it does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import openai
+import pytest
+
+from labkit import DATA, evals
+from labkit.finetune.jobs import JobStore
+from labkit.finetune.store import FileStore
+from labkit.server import LocalServer, create_app
+from tests.conftest import MODEL
+
+FT = DATA / "finetune"
+TINY = "tiny-chat"
+
+
+@pytest.fixture()
+def api(tmp_path, tiny_chat):
+    with LocalServer(create_app([str(tiny_chat)], data_dir=tmp_path)) as srv:
+        yield openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0, timeout=120)
+
+
+def upload(client, name: str) -> str:
+    return client.files.create(file=(name, (FT / name).read_bytes()), purpose="fine-tune").id
+
+
+def wait(client, job_id: str, statuses: tuple[str, ...], timeout: float = 180, until=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in statuses and (until is None or until(job)):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} is still {job.status} after {timeout} s")
+
+
+def first_step_seen(client):
+    return lambda job: any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data)
+
+
+def test_a_job_validates_trains_and_serves_its_model(api, tiny_chat, openapi):
+    train, valid = upload(api, "json_train.jsonl"), upload(api, "json_valid.jsonl")
+    raw = api.fine_tuning.jobs.with_raw_response.create(model=TINY, training_file=train, validation_file=valid,
+                                                        hyperparameters={"n_epochs": 2}, suffix="json", seed=3)
+    openapi(raw.http_response.json(), "FineTuningJob")
+    job = raw.parse()
+    assert job.status == "validating_files" and job.fine_tuned_model is None and job.seed == 3
+    job = wait(api, job.id, ("succeeded", "failed"))
+    openapi(api.fine_tuning.jobs.with_raw_response.retrieve(job.id).http_response.json(), "FineTuningJob")
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model == f"ft:{TINY}:labkit:json:{job.id.removeprefix('ftjob-')[:8]}"
+    assert (job.hyperparameters.n_epochs, job.hyperparameters.batch_size) == (2, 4), "auto resolved when it ran"
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_chat)
+    lines = [json.loads(x)["messages"] for x in (FT / "json_train.jsonl").read_text().splitlines()]
+    assert job.trained_tokens == 2 * sum(len(tok.apply_chat_template(m, tokenize=True, return_dict=True)
+                                             ["input_ids"]) for m in lines)
+
+    events = list(api.fine_tuning.jobs.list_events(job.id, limit=7))  # the SDK pages through with `after`
+    messages = [e.message for e in reversed(events)]
+    expected = ["Created fine-tuning job", "Validating training file", "Validating validation file",
+                "Files validated", "Fine-tuning job started", "Step 1/30", "Checkpoint created at step 15",
+                "Step 30/30", "Checkpoint created at step 30", "New fine-tuned model created",
+                "The job has successfully completed"]
+    positions = [next(i for i, m in enumerate(messages) if m.startswith(x)) for x in expected]
+    assert positions == sorted(positions), messages
+    metrics = [e.data for e in reversed(events) if e.type == "metrics"]
+    assert [m["step"] for m in metrics] == list(range(1, 31))
+    assert sum("valid_loss" in m for m in metrics) >= 10 and metrics[-1]["total_steps"] == 30
+    openapi(api.fine_tuning.jobs.with_raw_response.list_events(job.id, limit=3).http_response.json(),
+            "ListFineTuningJobEventsResponse")
+
+    raw = api.fine_tuning.jobs.checkpoints.with_raw_response.list(job.id)
+    openapi(raw.http_response.json(), "ListFineTuningJobCheckpointsResponse")
+    checkpoints = raw.parse().data
+    assert [c.step_number for c in checkpoints] == [30, 15], "newest first"
+    assert checkpoints[1].fine_tuned_model_checkpoint == f"{job.fine_tuned_model}:ckpt-step-15"
+    assert checkpoints[0].metrics.valid_loss is not None
+
+    assert job.fine_tuned_model in [m.id for m in api.models.list()]
+    assert api.models.retrieve(job.fine_tuned_model).owned_by == "labkit"
+    for name in (job.fine_tuned_model, checkpoints[1].fine_tuned_model_checkpoint):
+        reply = api.chat.completions.create(model=name, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        assert reply.model == name and reply.usage.completion_tokens <= 3
+    csv = api.files.content(job.result_files[0]).text.splitlines()
+    assert csv[0] == "step,train_loss,valid_loss" and len(csv) == 31
+
+    raw = api.models.with_raw_response.delete(job.fine_tuned_model)
+    openapi(raw.http_response.json(), "DeleteModelResponse")
+    assert raw.parse().deleted and job.fine_tuned_model not in [m.id for m in api.models.list()]
+    with pytest.raises(openai.NotFoundError):
+        api.chat.completions.create(model=job.fine_tuned_model, messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(openai.NotFoundError):
+        api.models.delete(job.fine_tuned_model)
+    with pytest.raises(openai.PermissionDeniedError):
+        api.models.delete(TINY)
+
+
+def test_jobs_list_newest_first_in_pages(api, openapi):
+    broken = upload(api, "broken_bad_role.jsonl")
+    ids = [api.fine_tuning.jobs.create(model=TINY, training_file=broken).id for _ in range(3)]
+    raw = api.fine_tuning.jobs.with_raw_response.list(limit=2)
+    openapi(raw.http_response.json(), "ListPaginatedFineTuningJobsResponse")
+    page = raw.parse()
+    assert [j.id for j in page.data] == ids[::-1][:2] and page.has_more
+    assert [j.id for j in api.fine_tuning.jobs.list(limit=2, after=ids[1]).data] == ids[:1]
+    assert [j.id for j in api.fine_tuning.jobs.list(limit=1)] == ids[::-1], "the SDK walks every page"
+
+
+@pytest.mark.parametrize("name, line, what", [
+    ("broken_missing_assistant.jsonl", 7, "no assistant message"),
+    ("broken_bad_weight.jsonl", 9, "weight must be 0 or 1"),
+    ("broken_too_few.jsonl", None, "at least 10"),
+])
+def test_a_file_that_fails_validation_fails_the_job_as_openai_does(api, name, line, what):
+    job = api.fine_tuning.jobs.create(model=TINY, training_file=upload(api, name))
+    job = wait(api, job.id, ("failed", "succeeded"))
+    assert job.status == "failed" and job.fine_tuned_model is None
+    assert (job.error.code, job.error.param) == ("invalid_training_file", "training_file")
+    assert what in job.error.message and (line is None or f"line {line}:" in job.error.message)
+    last = api.fine_tuning.jobs.list_events(job.id, limit=1).data[0]
+    assert last.level == "error" and last.message == job.error.message
+
+
+def test_cancel_stops_a_running_job_and_keeps_nothing(api, tmp_path):
+    job = api.fine_tuning.jobs.create(model=TINY, training_file=upload(api, "json_train.jsonl"),
+                                      hyperparameters={"n_epochs": 50})
+    wait(api, job.id, ("running",), until=first_step_seen(api))
+    cancelled = api.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    deadline = time.monotonic() + 60
+    while (tmp_path / "jobs" / job.id).exists() and time.monotonic() < deadline:  # the worker stops and cleans up
+        time.sleep(0.2)
+    assert not (tmp_path / "jobs" / job.id).exists()
+    job = api.fine_tuning.jobs.retrieve(job.id)
+    assert job.status == "cancelled" and job.fine_tuned_model is None
+    steps = [e.data["step"] for e in api.fine_tuning.jobs.list_events(job.id, limit=100).data if e.type == "metrics"]
+    assert max(steps) < 750, "stopped long before its 750 steps"
+    assert api.fine_tuning.jobs.list_events(job.id, limit=100).data[0].message == "Fine-tuning job cancelled"
+    with pytest.raises(openai.BadRequestError) as e:
+        api.fine_tuning.jobs.cancel(job.id)
+    assert e.value.body["code"] == "invalid_state"
+    assert not any(m.id.startswith("ft:") for m in api.models.list())
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"model": "gpt-4o-mini-2024-07-18"}, "model"),
+    ({"training_file": "file-nope"}, "training_file"),
+    ({"validation_file": "file-nope"}, "validation_file"),
+    ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
+    ({"hyperparameters": {"n_epochs": "3"}}, "hyperparameters.n_epochs"),
+    ({"hyperparameters": {"learning_rate_multiplier": -1}}, "hyperparameters.learning_rate_multiplier"),
+    ({"hyperparameters": {"epochs": 3}}, "hyperparameters.epochs"),
+    ({"method": {"type": "dpo"}}, "method.type"),
+    ({"method": {"type": "supervised"}, "hyperparameters": {"n_epochs": 1}}, "hyperparameters"),
+    ({"suffix": "a:b"}, "suffix"),
+    ({"suffix": "x" * 65}, "suffix"),
+    ({"seed": -1}, "seed"),
+    ({"extra_body": {"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}}, "integrations"),
+])
+def test_bad_job_requests_name_the_param(api, kwargs, param):
+    base = {"model": TINY, "training_file": upload(api, "json_train.jsonl")}
+    with pytest.raises(openai.BadRequestError) as e:
+        api.fine_tuning.jobs.create(**{**base, **kwargs})
+    assert e.value.body["param"] == param, e.value.body
+    assert api.fine_tuning.jobs.list().data == [], "a refused request creates no job"
+
+
+def test_a_model_without_chat_template_cannot_be_fine_tuned(tmp_path, tiny_chat):
+    plain = tmp_path / "plain"
+    for f in tiny_chat.iterdir():
+        (plain / f.name).parent.mkdir(exist_ok=True)
+        (plain / f.name).write_bytes(f.read_bytes())
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    with LocalServer(create_app([str(plain)], data_dir=tmp_path / "store")) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as e:
+            client.fine_tuning.jobs.create(model="plain", training_file=upload(client, "json_train.jsonl"))
+    assert e.value.body["param"] == "model" and "chat template" in e.value.body["message"]
+
+
+def test_unknown_jobs_are_404(api):
+    for call in (api.fine_tuning.jobs.retrieve, api.fine_tuning.jobs.cancel, api.fine_tuning.jobs.list_events,
+                 api.fine_tuning.jobs.checkpoints.list):
+        with pytest.raises(openai.NotFoundError) as e:
+            call("ftjob-nope")
+        assert e.value.body["code"] == "fine_tuning_job_not_found"
+
+
+def test_a_job_left_waiting_runs_when_the_next_server_starts(tmp_path, tiny_chat):
+    files, jobs = FileStore(tmp_path), JobStore(tmp_path)
+    train = files.add((FT / "json_train.jsonl").read_bytes(), "train.jsonl", "fine-tune")
+    waiting = jobs.create(TINY, train["id"], None, {"n_epochs": 1}, None, 0)
+    with LocalServer(create_app([str(tiny_chat)], data_dir=tmp_path)) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        assert wait(client, waiting["id"], ("succeeded", "failed")).status == "succeeded"
+
+
+def _serve(home: Path, model: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "LABKIT_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--model", str(model), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("labkit serve did not start")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_job_whose_server_was_killed_ends_failed_not_running(tmp_path, tiny_chat):
+    port = _free_port()
+    server = _serve(tmp_path, tiny_chat, port)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        job = client.fine_tuning.jobs.create(model=TINY, training_file=upload(client, "json_train.jsonl"),
+                                             hyperparameters={"n_epochs": 50})
+        wait(client, job.id, ("running",), until=first_step_seen(client))
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    server = _serve(tmp_path, tiny_chat, port)
+    try:
+        job = client.fine_tuning.jobs.retrieve(job.id)
+        assert job.status == "failed" and job.error.code == "server_stopped", job
+        assert "at step" in job.error.message
+        assert client.fine_tuning.jobs.list().data[0].status == "failed"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_a_ci_sized_fine_tune_teaches_smollm2_the_json_format(tmp_path, lm):
+    """60 examples, 1 epoch (15 steps, about a minute here): the held-out valid-JSON rate goes from the base
+    model's figure to at least 90%."""
+    shape = evals.JsonReply({"answer": str, "confidence": float})
+    items = [x for x in evals.load("heldout_prompts", FT) if x["task"] == "json"]
+    with LocalServer(create_app([MODEL], data_dir=tmp_path)) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0, timeout=300)
+        lab = SimpleNamespace(client=client, backend="local")
+        before = evals.run(lab, items, shape, prompt=lambda x: x["input"], model=MODEL, progress=False)
+        job = client.fine_tuning.jobs.create(model=MODEL, training_file=upload(client, "json_train.jsonl"),
+                                             hyperparameters={"n_epochs": 1}, seed=0)
+        job = wait(client, job.id, ("succeeded", "failed", "cancelled"), timeout=900)
+        assert job.status == "succeeded", job.error
+        after = evals.run(lab, items, shape, prompt=lambda x: x["input"], model=job.fine_tuned_model,
+                          progress=False)
+    assert before.accuracy <= 0.5, before.df.answer.tolist()
+    assert after.accuracy >= 0.9, after.df.answer.tolist()
