@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import pickle
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import openai
@@ -139,3 +144,40 @@ def tiny_chat(tmp_path_factory, lm) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     lm.tokenizer.save_pretrained(folder)
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def labkit_serve(args: list[str], log: Path, env: dict | None = None, timeout: float = 120):
+    """`labkit serve ARGS` in a subprocess on a free port; yields (process, base_url) once it listens
+    (it loads its models first), and stops it afterwards unless a test has killed it already."""
+    port = free_port()
+    with log.open("a") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--port", str(port), *args], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"labkit serve exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:  # not listening yet
+                if time.monotonic() > deadline:
+                    pytest.fail(f"labkit serve did not listen within {timeout:.0f} s:\n{log.read_text()}")
+                time.sleep(0.25)
+        yield proc, f"http://127.0.0.1:{port}/v1"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

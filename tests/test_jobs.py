@@ -5,13 +5,8 @@ that changes what it does."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import openai
@@ -21,7 +16,7 @@ from labkit import DATA, evals
 from labkit.finetune.jobs import JobStore
 from labkit.finetune.store import FileStore
 from labkit.server import LocalServer, create_app
-from tests.conftest import MODEL
+from tests.conftest import MODEL, labkit_serve
 
 FT = DATA / "finetune"
 TINY = "tiny-chat"
@@ -213,47 +208,21 @@ def test_a_job_left_waiting_runs_when_the_next_server_starts(tmp_path, tiny_chat
         assert wait(client, waiting["id"], ("succeeded", "failed")).status == "succeeded"
 
 
-def _serve(home: Path, model: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "LABKIT_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "labkit", "serve", "--model", str(model), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("labkit serve did not start")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_job_whose_server_was_killed_ends_failed_not_running(tmp_path, tiny_chat):
-    port = _free_port()
-    server = _serve(tmp_path, tiny_chat, port)
-    try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+    serve = ["--model", str(tiny_chat), "--data-dir", str(tmp_path / "store")]
+    with labkit_serve(serve, tmp_path / "serve.log") as (server, base_url):
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
         job = client.fine_tuning.jobs.create(model=TINY, training_file=upload(client, "json_train.jsonl"),
                                              hyperparameters={"n_epochs": 50})
         wait(client, job.id, ("running",), until=first_step_seen(client))
-    finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
-    server = _serve(tmp_path, tiny_chat, port)
-    try:
+    with labkit_serve(serve, tmp_path / "serve.log") as (_, base_url):
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
         job = client.fine_tuning.jobs.retrieve(job.id)
         assert job.status == "failed" and job.error.code == "server_stopped", job
         assert "at step" in job.error.message
         assert client.fine_tuning.jobs.list().data[0].status == "failed"
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def test_a_ci_sized_fine_tune_teaches_smollm2_the_json_format(tmp_path, lm):

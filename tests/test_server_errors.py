@@ -7,17 +7,13 @@ the error must name (None where no field is at fault) and `code` the exact error
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import openai
 import pytest
 
-from tests.conftest import MODEL
+from tests.conftest import MODEL, labkit_serve
 
 CHAT, COMPLETIONS = "/chat/completions", "/completions"
 HELLO = [{"role": "user", "content": "Name a colour."}]
@@ -165,12 +161,6 @@ def test_server_keeps_serving_after_malformed_requests(raw, client):
 # ---------------------------------------------------------------- API keys, on a real `labkit serve`
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(url: str, key: str | None = None) -> tuple[int, dict]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
@@ -180,39 +170,13 @@ def get(url: str, key: str | None = None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def wait_until_answering(proc: subprocess.Popen, url: str, log, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"labkit serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            get(url)
-            return
-        except OSError:  # not listening yet
-            time.sleep(0.25)
-    pytest.fail(f"labkit serve did not answer {url} within {timeout:.0f} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory):
     """`labkit serve --api-key k1 --api-key k2` in a subprocess (it inherits LABKIT_HOME); yields its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "labkit", "serve", "--port", str(port), "--api-key", "k1", "--api-key", "k2",
-           "--data-dir", str(tmp_path_factory.mktemp("store"))]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_until_answering(proc, base_url + "/models", log)
+    folder = tmp_path_factory.mktemp("serve")
+    with labkit_serve(["--api-key", "k1", "--api-key", "k2", "--data-dir", str(folder / "store")],
+                      folder / "serve.log") as (_, base_url):
         yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_no_key_is_refused(keyed_server, openapi):

@@ -1,0 +1,37 @@
+"""The lessons' remote code path: a notebook run with the openai backend pointed, through OPENAI_BASE_URL, at
+`labkit serve` in another process, as a class using its teacher's server runs it. The same cells a key sends
+to OpenAI; only the base URL differs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import openai
+from nbclient import NotebookClient
+
+from tests.conftest import labkit_serve
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def run_remote(notebook: str, base_url: str, monkeypatch) -> nbformat.NotebookNode:
+    for name, value in {"LABKIT_BACKEND": "openai", "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-class",
+                        "CI": "true"}.items():
+        monkeypatch.setenv(name, value)  # the kernel inherits them
+    nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return nb
+
+
+def test_lesson_04_fine_tunes_on_a_labkit_server_through_the_openai_backend(tmp_path, monkeypatch, lm):
+    with labkit_serve(["--data-dir", str(tmp_path / "store")], tmp_path / "serve.log") as (_, base_url):
+        nb = run_remote("04_fine_tuning.ipynb", base_url, monkeypatch)
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
+        jobs = client.fine_tuning.jobs.list().data
+        models = [m.id for m in client.models.list()]
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert printed.startswith("openai backend; fine-tuning smollm2-135m-instruct")
+    assert [j.status for j in jobs] == ["succeeded"], "the lesson's job ran on the server"
+    assert f"succeeded {jobs[0].fine_tuned_model}" in printed
+    assert jobs[0].fine_tuned_model not in models, "and the lesson deleted the model it made"
