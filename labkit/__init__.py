@@ -22,8 +22,8 @@ __all__ = [
 ]
 
 
-_SUBMODULES = {"catalog", "engine", "evals", "fewshot", "finetune", "server", "tokens", "train", "usage", "viz",
-               "widgets"}
+_SUBMODULES = {"catalog", "embeddings", "engine", "evals", "fewshot", "finetune", "server", "tokens", "train", "usage",
+               "viz", "widgets"}
 
 
 def __getattr__(name):  # import lazily: `import labkit` stays fast and torch-free

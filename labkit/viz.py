@@ -44,3 +44,15 @@ def loss_curve(metrics: list[dict], title: str = "Fine-tuning loss") -> go.Figur
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss (nats per assistant token)", height=360,
                       xaxis_range=[0, total] if total else None, margin={"t": 50})
     return fig
+
+
+def embedding_map(points, labels, texts, title: str = "Documents, embedded and projected to 2-D") -> go.Figure:
+    """A scatter of 2-D points colored by label, each text on hover."""
+    fig = go.Figure()
+    for label in sorted(set(labels)):
+        rows = [i for i, x in enumerate(labels) if x == label]
+        fig.add_trace(go.Scatter(x=[points[i][0] for i in rows], y=[points[i][1] for i in rows], mode="markers",
+                                 name=label, text=[texts[i] for i in rows], hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=title, height=480, xaxis={"showticklabels": False}, yaxis={"showticklabels": False},
+                      margin={"t": 50})
+    return fig

@@ -26,7 +26,7 @@ def complete(client, **kw):
 def test_models_list_and_get(client, openapi):
     page = client.models.list()
     openapi(page.model_dump(), "ListModelsResponse")
-    assert [m.id for m in page.data] == [MODEL]
+    assert [m.id for m in page.data] == [MODEL, "all-minilm-l6-v2", f"{MODEL}-mean"], "text, then embedding models"
     model = client.models.retrieve(MODEL)
     openapi(model.model_dump(), "Model")
     assert model.owned_by == "labkit"

@@ -201,7 +201,7 @@ def test_wrong_key_is_refused(keyed_server, openapi):
 def test_each_key_lists_models(keyed_server, key):
     status, body = get(keyed_server + "/models", key=key)
     assert status == 200
-    assert [m["id"] for m in body["data"]] == [MODEL]
+    assert body["data"][0]["id"] == MODEL
 
 
 def test_second_key_gets_a_chat_completion(keyed_server):

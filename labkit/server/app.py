@@ -20,14 +20,15 @@ from starlette.concurrency import run_in_threadpool
 
 from labkit import catalog
 from labkit.engine import DEFAULT_MODEL, INSERTION_MODEL, LocalModel, load
+from labkit.engine.embeddings import EMBEDDING_MODEL, POOLED_SUFFIX, Embedder, load_embedder, minilm_available
 from labkit.engine.registry import home, resolve
 from labkit.finetune.jobs import ORGANIZATION, JobStore
 from labkit.finetune.store import FileStore
 from labkit.finetune.worker import Worker
-from labkit.server import errors, files, jobs
+from labkit.server import embeddings, errors, files, jobs
 from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
-from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest
+from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest, EmbeddingRequest
 
 ROLES_PATH = "/labkit/roles"  # lets a remote Lab find a labkit server's models by role
 
@@ -40,6 +41,8 @@ class Models:
         # a folder or hub id is served under a short name; remember where each one loads from
         self.sources = {resolve(n)[0]: n for n in names}
         self.names = list(self.sources)
+        pooled = [n + POOLED_SUFFIX for n in self.names]
+        self.embedding_names = [EMBEDDING_MODEL, *pooled] if minilm_available() else pooled
         self.jobs = jobs
         self._loaded: dict[str, LocalModel] = {}
         self._lock = threading.Lock()
@@ -51,19 +54,28 @@ class Models:
             if name in catalog.RETIRED:
                 r = catalog.RETIRED[name]
                 raise errors.model_not_found(name, f"It was {r.note}; its replacement is {r.replacement}.")
+            if name in self.embedding_names:
+                raise errors.model_not_found(name, "It is an embedding model: use /v1/embeddings.")
             raise errors.model_not_found(name, f"This labkit server offers: {', '.join(self.listed())}.")
         with self._lock:
             if name not in self._loaded:
                 self._loaded[name] = load(str(folder), served=name) if folder else load(self.sources[name])
             return self._loaded[name]
 
+    def embedder(self, name: str) -> Embedder:
+        if name not in self.embedding_names:
+            why = f"Its embedding models are: {', '.join(self.embedding_names)}."
+            raise errors.model_not_found(name, ("It generates text, it does not embed. " if name in self.listed()
+                                                else "") + why)
+        return load_embedder(name, bases=self.sources)
+
     def listed(self) -> list[str]:
-        return self.names + [name for name, _ in self.jobs.models()]
+        return self.names + self.embedding_names + [name for name, _ in self.jobs.models()]
 
     def cards(self) -> list[dict]:
         fine_tuned = [{"id": n, "object": "model", "created": t, "owned_by": ORGANIZATION}
                       for n, t in self.jobs.models()]
-        return [self.card(n) for n in self.names] + fine_tuned
+        return [self.card(n) for n in self.names + self.embedding_names] + fine_tuned
 
     def card(self, name: str) -> dict:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "labkit"}
@@ -85,10 +97,11 @@ class Models:
 
 def local_roles(models: Models) -> dict:
     """Which served model plays each role: the first serves chat and completion, the FIM-trained one
-    insertion (embeddings come later)."""
+    insertion, all-MiniLM-L6-v2 embeddings."""
     first = models.names[0]
     return {"chat": first, "completion": first, "insertion": INSERTION_MODEL if INSERTION_MODEL in models.names
-            else None, "embedding": None, "fine_tune": first}
+            else None, "embedding": EMBEDDING_MODEL if EMBEDDING_MODEL in models.embedding_names else None,
+            "fine_tune": first}
 
 
 async def _body(request: Request, endpoint: str) -> dict:
@@ -169,6 +182,16 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
             if await request.is_disconnected():  # e.g. a notebook cell interrupted: stop decoding
                 run.cancel()
         return JSONResponse(work.result())
+
+    @app.post("/v1/embeddings")
+    async def create_embeddings(request: Request):
+        body = await _body(request, "embeddings")
+        if body.get("input") in ([], ""):  # say it plainly rather than which union branch failed
+            raise APIError(400, "input must not be empty: give a string, a list of strings, token ids or lists "
+                           "of token ids", param="input", code="invalid_value")
+        req = EmbeddingRequest.model_validate(body)
+        embedder = await run_in_threadpool(models.embedder, req.model)
+        return await run_in_threadpool(embeddings.respond, req, embedder)
 
     @app.post("/v1/completions")
     async def completions(request: Request):

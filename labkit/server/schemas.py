@@ -26,6 +26,7 @@ UNSUPPORTED = {
              "audio", "modalities", "prediction", "reasoning_effort", "web_search_options", "verbosity",
              "prompt_cache_key", "safety_identifier"],
     "completions": [],
+    "embeddings": [],
 }
 UNSUPPORTED_WHY: dict[str, str] = {}
 
@@ -117,3 +118,24 @@ class ChatRequest(_Request):
             raise InvalidRequestError("top_logprobs requires logprobs to be true", "top_logprobs")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1", "max_tokens")
+
+
+MAX_EMBEDDING_INPUTS = 2048  # items in one request, as OpenAI allows
+MAX_EMBEDDING_TOKENS = 300_000  # summed over a request's inputs, as OpenAI allows
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: StrictStr
+    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)] | Annotated[
+        TokenIds, Field(max_length=MAX_EMBEDDING_INPUTS)] | Annotated[
+        list[TokenIds], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[StrictInt, Field(ge=1)] | None = None
+    user: StrictStr | None = None
+
+    def inputs(self) -> list[str | list[int]]:
+        """One entry per embedding asked for: a string, or one input's token ids."""
+        if isinstance(self.input, str) or (self.input and isinstance(self.input[0], int)):
+            return [self.input]
+        return list(self.input)
