@@ -35,3 +35,13 @@ def test_lesson_04_fine_tunes_on_a_labkit_server_through_the_openai_backend(tmp_
     assert [j.status for j in jobs] == ["succeeded"], "the lesson's job ran on the server"
     assert f"succeeded {jobs[0].fine_tuned_model}" in printed
     assert jobs[0].fine_tuned_model not in models, "and the lesson deleted the model it made"
+
+
+def test_lesson_05_embeds_through_a_labkit_server_as_the_openai_backend(tmp_path, monkeypatch, lm):
+    with labkit_serve(["--data-dir", str(tmp_path / "store")], tmp_path / "serve.log") as (_, base_url):
+        monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "kernel"))  # an empty embedding cache: all over HTTP
+        nb = run_remote("05_embeddings.ipynb", base_url, monkeypatch)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert printed.startswith("openai backend: {'trained for similarity': 'all-minilm-l6-v2', "
+                              "'LM hidden states': 'smollm2-135m-instruct-mean'}")
+    assert (tmp_path / "kernel" / "embeddings.sqlite").is_file(), "the lesson's vectors came over HTTP, then the cache"

@@ -78,11 +78,16 @@ def minilm_folder() -> Path:
 
 def _minilm() -> Embedder:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
     from labkit.engine.registry import pick_device
 
     device = pick_device()
-    st = SentenceTransformer(str(minilm_folder()), device=str(device), local_files_only=True)
+    hf_logging.disable_progress_bar()  # a 0.2 s load needs no bar in a lesson's output
+    try:
+        st = SentenceTransformer(str(minilm_folder()), device=str(device), local_files_only=True)
+    finally:
+        hf_logging.enable_progress_bar()
     tok = st.tokenizer
 
     def forward(rows):
