@@ -1,0 +1,299 @@
+"""Scaling laws on a laptop: train a ladder of small GPTs, each on about 20 tokens per parameter with its
+own cosine schedule, fit how the final loss falls with compute, and predict a bigger run before training it.
+
+    results = sweep(PROFILES["default"], "runs/scaling.jsonl")       # resumes if interrupted
+    law = fit_power_law([r["flops"] for r in results], [r["loss"] for r in results])
+    law.predict(10 * max_flops)
+
+The models are labkit.train's Llama GPTs reading bytes (a vocabulary of 256, so the output head does not
+dominate compute at these sizes). Every run reads fresh data (no window is seen twice) and is scored on
+the same held-out windows, so runs differ only in size, length and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import optimize
+from tqdm.auto import tqdm
+
+from labkit.train import corpus
+from labkit.train.trainer import TrainConfig, build_model, lr_at
+
+VOCAB = 256  # bytes
+
+
+# ---------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_layer: int
+    n_embd: int
+    n_head: int
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"n_embd {self.n_embd} must split into {self.n_head} heads of an even size (RoPE)")
+
+    @property
+    def n_inner(self) -> int:  # SwiGLU's usual 8/3 d, rounded to a multiple of 16
+        return 16 * round(8 * self.n_embd / 3 / 16)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    shapes: tuple[Shape, ...]  # the ladder, smallest first
+    target: Shape  # the run to predict (about 10x the compute of the largest rung)
+    tokens_per_param: float = 20.0  # Chinchilla's compute-optimal ratio
+    seeds: tuple[int, ...] = (0, 1, 2)
+    block_size: int = 128
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_fraction: float = 0.05
+    eval_windows: int = 256  # the fixed held-out set: this many non-overlapping windows of valid text
+    schedule_steps: int | None = None  # None: each run's schedule ends with the run (the matched setting)
+
+
+PROFILES = {
+    # seconds: the same code path and a prediction compared with a measured run, on fewer and smaller rungs
+    "ci": Sweep(shapes=(Shape(1, 16, 2), Shape(1, 24, 2), Shape(2, 24, 2), Shape(2, 32, 2)),
+                target=Shape(2, 64, 4), seeds=(0,), eval_windows=64),
+    # a few minutes on a laptop CPU: 5 rungs spanning more than 30x compute, then a 10x run
+    "default": Sweep(shapes=(Shape(2, 24, 2), Shape(2, 32, 2), Shape(2, 40, 4), Shape(3, 44, 2), Shape(3, 56, 4)),
+                     target=Shape(4, 88, 4), seeds=(0,)),
+    # with CUDA: a longer ladder and a bigger extrapolation
+    "gpu": Sweep(shapes=(Shape(2, 64, 4), Shape(3, 96, 4), Shape(4, 128, 4), Shape(4, 192, 6), Shape(6, 256, 8),
+                         Shape(6, 320, 8)), target=Shape(8, 640, 10), block_size=256, batch_size=32, lr=2e-3),
+}
+
+
+def train_config(sweep: Sweep, shape: Shape, seed: int) -> tuple[TrainConfig, int]:
+    """labkit.train's config for one run (tokens_per_param x its parameters, its own cosine schedule) and its steps."""
+    tokens = sweep.tokens_per_param * parameters(shape)["total"]
+    steps = max(20, round(tokens / (sweep.batch_size * sweep.block_size)))
+    schedule = sweep.schedule_steps or steps
+    return TrainConfig(vocab_size=VOCAB, n_layer=shape.n_layer, n_head=shape.n_head, n_embd=shape.n_embd,
+                       n_inner=shape.n_inner, block_size=sweep.block_size, batch_size=sweep.batch_size,
+                       max_steps=schedule, lr=sweep.lr, min_lr=sweep.lr / 10,
+                       warmup_steps=max(5, round(sweep.warmup_fraction * schedule)), seed=seed, bf16=False), steps
+
+
+def parameters(shape: Shape) -> dict[str, int]:
+    """Total parameters (the tied embedding counted once) and non-embedding ones, by formula."""
+    d, layers = shape.n_embd, shape.n_layer
+    per_layer = 4 * d * d + 3 * d * shape.n_inner + 2 * d  # attention, SwiGLU MLP, two RMSNorm gains
+    non_embedding = layers * per_layer + d  # + the final norm
+    return {"total": non_embedding + VOCAB * d, "non_embedding": non_embedding}
+
+
+def forward_flops(shape: Shape, block_size: int) -> dict[str, float]:
+    """Forward FLOPs per token by part, 2 per multiply-add: the weight matmuls of every layer (attention
+    projections and the SwiGLU MLP), attention itself (scores and the weighted sum over the causal context,
+    on average (block_size + 1) / 2 positions), and the output head. Norms, softmax, activations and the
+    embedding lookup are left out: a few percent at these sizes."""
+    d, layers = shape.n_embd, shape.n_layer
+    return {"weights": layers * 2 * (4 * d * d + 3 * d * shape.n_inner),
+            "attention": layers * 2 * 2 * d * (block_size + 1) / 2, "head": 2 * d * VOCAB}
+
+
+def flops_per_token(shape: Shape, block_size: int) -> dict[str, float]:
+    """Training FLOPs per token: exact (forward x 3: the backward pass costs twice the forward) and the
+    usual 6N estimates, with N all parameters or only the non-embedding ones (Kaplan et al.)."""
+    n = parameters(shape)
+    return {"exact": 3 * sum(forward_flops(shape, block_size).values()), "6N": 6 * n["total"],
+            "6N_non_embedding": 6 * n["non_embedding"]}
+
+
+@functools.cache
+def _bytes(split: str) -> np.ndarray:
+    text = "\n".join(d.text for d in corpus.stdlib_documents(split))
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def run(sweep: Sweep, shape: Shape, seed: int, progress: bool = False) -> dict:
+    """Train one model from scratch; return its sizes, FLOPs, time and final held-out loss."""
+    cfg, steps = train_config(sweep, shape, seed)
+    torch.manual_seed(seed)
+    model = build_model(cfg, VOCAB, eos_id=0)
+    assert sum(p.numel() for p in model.parameters()) == parameters(shape)["total"], "the formula is the model"
+    train, valid = _bytes("train"), _bytes("valid")
+    windows = len(train) // (cfg.block_size + 1)
+    needed = steps * cfg.batch_size
+    if needed > windows:
+        raise ValueError(f"{shape} needs {needed:,} windows of fresh data; the corpus has {windows:,}")
+    order = np.random.default_rng(seed).permutation(windows)[:needed]  # each window read once
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    started = time.perf_counter()
+    model.train()
+    for step in tqdm(range(steps), disable=not progress, leave=False, desc=f"{shape} seed {seed}", unit="step"):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        rows = order[step * cfg.batch_size : (step + 1) * cfg.batch_size] * (cfg.block_size + 1)
+        x = torch.from_numpy(np.stack([train[r : r + cfg.block_size] for r in rows]).astype(np.int64))
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+    seconds = time.perf_counter() - started
+    tokens = steps * cfg.batch_size * cfg.block_size
+    per_token = flops_per_token(shape, cfg.block_size)
+    return {"shape": dataclasses.asdict(shape), "seed": seed, "steps": steps, "schedule_steps": cfg.max_steps,
+            "tokens": tokens, **{f"params_{k}": v for k, v in parameters(shape).items()},
+            "flops": per_token["exact"] * tokens, "flops_6N": per_token["6N"] * tokens,
+            "flops_6N_non_embedding": per_token["6N_non_embedding"] * tokens,
+            "loss": held_out_loss(model, valid, sweep), "seconds": round(seconds, 2)}
+
+
+@torch.no_grad()
+def held_out_loss(model, valid: np.ndarray, sweep: Sweep) -> float:
+    """Mean next-byte loss (nats) on the first eval_windows non-overlapping windows of valid text."""
+    model.eval()
+    starts = np.arange(sweep.eval_windows) * sweep.block_size
+    losses = []
+    for i in range(0, len(starts), 64):
+        x = torch.from_numpy(np.stack([valid[s : s + sweep.block_size] for s in starts[i : i + 64]]).astype(np.int64))
+        losses.append(model(input_ids=x, labels=x).loss.item() * len(x))
+    return sum(losses) / len(starts)
+
+
+def sweep(config: Sweep, results: str | Path, shapes: tuple[Shape, ...] | None = None,
+          progress: bool = True) -> list[dict]:
+    """Run every (shape, seed) not yet in the results JSONL, appending each as it finishes, so an
+    interrupted sweep resumes where it stopped. Returns the results for these shapes and seeds."""
+    path = Path(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shapes = shapes or config.shapes
+    done = {_key(r) for r in load(path)}
+    todo = [(s, seed) for s in shapes for seed in config.seeds
+            if _key({"shape": dataclasses.asdict(s), "seed": seed, "schedule": config.schedule_steps}) not in done]
+    cost = sum(flops_per_token(s, config.block_size)["exact"] * train_config(config, s, 0)[1] for s, _ in todo)
+    for shape, seed in tqdm(todo, disable=not progress, desc=f"{len(todo)} runs, {cost:.1e} FLOPs", unit="run"):
+        result = {**run(config, shape, seed, progress=progress), "schedule": config.schedule_steps}
+        with path.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+    wanted = {json.dumps(dataclasses.asdict(s), sort_keys=True) for s in shapes}
+    return [r for r in load(path) if json.dumps(r["shape"], sort_keys=True) in wanted and r["seed"] in config.seeds
+            and r.get("schedule") == config.schedule_steps]
+
+
+def load(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _key(r: dict) -> str:
+    return json.dumps([r["shape"], r["seed"], r.get("schedule")], sort_keys=True)
+
+
+# ---------------------------------------------------------------- fits
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """L(C) = a * C**b + c: the GPT-4 report's form; c is the loss no amount of compute removes."""
+
+    a: float
+    b: float
+    c: float
+
+    def predict(self, flops):
+        return self.a * np.asarray(flops, dtype=float) ** self.b + self.c
+
+
+def fit_power_law(flops, losses) -> PowerLaw:
+    """Least squares in log space with 0 <= c < the smallest observed loss (a loss floor above an observed
+    loss is impossible). Compute is rescaled to its geometric mean so the fit is well conditioned."""
+    x, y = np.asarray(flops, dtype=float), np.asarray(losses, dtype=float)
+    if len(x) < 3:
+        raise ValueError(f"a power law with a floor has 3 parameters: give at least 3 runs, got {len(x)}")
+    scale = math.exp(np.mean(np.log(x)))
+    u = x / scale
+
+    def residuals(p):
+        log_a, b, c = p
+        return np.log(np.exp(log_a) * u**b + c) - np.log(y)
+
+    best = None
+    for c0 in np.linspace(0, 0.95, 8) * y.min():  # several starts: the floor and the slope trade off
+        start = [math.log(max(y.mean() - c0, 1e-6)), -0.1, c0]
+        r = optimize.least_squares(residuals, start, bounds=([-50, -5, 0], [50, 0, y.min() * (1 - 1e-9)]))
+        if best is None or r.cost < best.cost:
+            best = r
+    log_a, b, c = best.x
+    return PowerLaw(a=math.exp(log_a) * scale**-b, b=b, c=c)
+
+
+@dataclass(frozen=True)
+class Chinchilla:
+    """L(N, D) = E + A / N**alpha + B / D**beta (Hoffmann et al. 2022)."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+
+    def predict(self, n, d):
+        n, d = np.asarray(n, dtype=float), np.asarray(d, dtype=float)
+        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+
+    def compute_optimal(self, flops: float) -> tuple[float, float]:
+        """(N, D) with the lowest predicted loss for a budget, using C = 6ND."""
+        g = (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+        n = g * (flops / 6) ** (self.beta / (self.alpha + self.beta))
+        return n, flops / (6 * n)
+
+
+def fit_chinchilla(n, d, losses, delta: float = 1e-3) -> Chinchilla:
+    """Hoffmann et al.'s procedure: the Huber loss (delta 1e-3) between log L and the log of the prediction,
+    written as a log-sum-exp, minimized by L-BFGS from a grid of starting points; the best fit is kept."""
+    log_n, log_d, log_l = (np.log(np.asarray(v, dtype=float)) for v in (n, d, losses))
+    if len(log_l) < 5:
+        raise ValueError(f"the Chinchilla form has 5 parameters: give at least 5 runs, got {len(log_l)}")
+
+    def objective(p):
+        a, b, e, alpha, beta = p
+        pred = np.logaddexp(np.logaddexp(a - alpha * log_n, b - beta * log_d), e)
+        r = pred - log_l
+        return np.where(np.abs(r) <= delta, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta)).sum()
+
+    best = None
+    for a in (0.0, 5.0, 10.0):
+        for b in (0.0, 5.0, 10.0):
+            for e in (-1.0, 0.0, 0.5):
+                for alpha in (0.2, 0.5):
+                    for beta in (0.2, 0.5):
+                        r = optimize.minimize(objective, [a, b, e, alpha, beta], method="L-BFGS-B")
+                        if best is None or r.fun < best.fun:
+                            best = r
+    a, b, e, alpha, beta = best.x
+    return Chinchilla(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta)
+
+
+def bootstrap(fit, xs, ys, at, samples: int = 300, seed: int = 0, level: float = 0.9) -> tuple[float, float]:
+    """An interval for fit(xs, ys).predict(at): refit on runs resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    predictions = []
+    for _ in range(samples):
+        pick = rng.integers(0, len(xs), len(xs))
+        if len(set(xs[pick])) < 3:  # too few distinct runs to fit a floor
+            continue
+        predictions.append(float(fit(xs[pick], ys[pick]).predict(at)))
+    lo, hi = np.quantile(predictions, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
