@@ -56,3 +56,28 @@ def embedding_map(points, labels, texts, title: str = "Documents, embedded and p
     fig.update_layout(title=title, height=480, xaxis={"showticklabels": False}, yaxis={"showticklabels": False},
                       margin={"t": 50})
     return fig
+
+
+def scaling_chart(flops, losses, law, target_flops: float, interval: tuple[float, float],
+                  measured: float | None = None, title: str = "Final loss vs training compute") -> go.Figure:
+    """The GPT-4 report's figure at laptop scale: the ladder's runs, the fitted L(C) = a*C^b + c carried out
+    to the target's compute, the prediction with its interval, and (once trained) the measured loss."""
+    import numpy as np
+
+    grid = np.logspace(np.log10(min(flops)), np.log10(target_flops * 1.5), 60)
+    predicted = float(law.predict(target_flops))
+    fig = go.Figure([
+        go.Scatter(x=list(flops), y=list(losses), mode="markers", name="ladder runs", marker={"size": 8}),
+        go.Scatter(x=grid, y=law.predict(grid), mode="lines", name=f"fit: {law.a:.3g}·C^{law.b:.3f} + {law.c:.3g}",
+                   line={"dash": "dot"}),
+        go.Scatter(x=[target_flops], y=[predicted], mode="markers", name="prediction (90% interval)",
+                   marker={"size": 10, "symbol": "diamond"},
+                   error_y={"type": "data", "symmetric": False, "array": [interval[1] - predicted],
+                            "arrayminus": [predicted - interval[0]]}),
+    ])
+    if measured is not None:
+        fig.add_scatter(x=[target_flops], y=[measured], mode="markers", name="measured",
+                        marker={"size": 14, "symbol": "star"})
+    fig.update_layout(title=title, xaxis_type="log", yaxis_type="log", xaxis_title="training FLOPs",
+                      yaxis_title="held-out loss (nats per byte)", height=420, margin={"t": 50})
+    return fig

@@ -167,15 +167,11 @@ class JobStore:
 
     def events(self, job_id: str, after: str | None, limit: int) -> dict:
         """Newest first, as OpenAI lists them; `after` is the last id of the previous page (older ones follow)."""
-        self.get(job_id)
-        with self._lock:
-            rows = self._db.execute("SELECT id, created_at, level, message, type, data FROM job_events "
-                                    "WHERE job_id = ? ORDER BY seq DESC", (job_id,)).fetchall()
-        start = _after([r[0] for r in rows], after, "event")
-        page = rows[start : start + limit]
+        page, has_more = self._page("SELECT id, created_at, level, message, type, data FROM job_events", job_id,
+                                    after, limit, "event")
         data = [{"object": "fine_tuning.job.event", "id": i, "created_at": t, "level": lv, "message": m, "type": k,
                  "data": json.loads(d)} for i, t, lv, m, k, d in page]
-        return {"object": "list", "data": data, "has_more": start + limit < len(rows)}
+        return {"object": "list", "data": data, "has_more": has_more}
 
     def last_metrics(self, job_id: str) -> dict | None:
         with self._lock:
@@ -190,16 +186,20 @@ class JobStore:
                                                               step, json.dumps(metrics), str(folder)))
 
     def checkpoints(self, job_id: str, after: str | None, limit: int) -> dict:
-        self.get(job_id)
-        with self._lock:
-            rows = self._db.execute("SELECT id, created_at, name, step, metrics FROM job_checkpoints "
-                                    "WHERE job_id = ? ORDER BY seq DESC", (job_id,)).fetchall()
-        start = _after([r[0] for r in rows], after, "checkpoint")
-        page = rows[start : start + limit]
+        page, has_more = self._page("SELECT id, created_at, name, step, metrics FROM job_checkpoints", job_id,
+                                    after, limit, "checkpoint")
         data = [{"object": "fine_tuning.job.checkpoint", "id": i, "created_at": t, "fine_tuned_model_checkpoint": n,
                  "step_number": s, "metrics": json.loads(m), "fine_tuning_job_id": job_id} for i, t, n, s, m in page]
         return {"object": "list", "data": data, "first_id": page[0][0] if page else None,
-                "last_id": page[-1][0] if page else None, "has_more": start + limit < len(rows)}
+                "last_id": page[-1][0] if page else None, "has_more": has_more}
+
+    def _page(self, select: str, job_id: str, after: str | None, limit: int, what: str) -> tuple[list, bool]:
+        """One page of a job's rows, newest first (the first column is the id `after` names)."""
+        self.get(job_id)
+        with self._lock:
+            rows = self._db.execute(f"{select} WHERE job_id = ? ORDER BY seq DESC", (job_id,)).fetchall()
+        start = _after([r[0] for r in rows], after, what)
+        return rows[start : start + limit], start + limit < len(rows)
 
     # ------------------------------------------------------------ the models jobs made
 
