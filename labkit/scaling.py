@@ -180,7 +180,10 @@ def sweep(config: Sweep, results: str | Path, shapes: tuple[Shape, ...] | None =
     todo = [(s, seed) for s in shapes for seed in config.seeds
             if _key({"shape": dataclasses.asdict(s), "seed": seed, "schedule": config.schedule_steps}) not in done]
     cost = sum(flops_per_token(s, config.block_size)["exact"] * train_config(config, s, 0)[1] for s, _ in todo)
-    for shape, seed in tqdm(todo, disable=not progress, desc=f"{len(todo)} runs, {cost:.1e} FLOPs", unit="run"):
+    if progress and not todo:
+        print(f"all {len(shapes) * len(config.seeds)} runs are already in {path}: nothing to train")
+    for shape, seed in tqdm(todo, disable=not progress or not todo, desc=f"{len(todo)} runs, {cost:.1e} FLOPs",
+                            unit="run"):
         one = progress and len(todo) == 1  # a bar per step only for a lone (long) run
         result = {**run(config, shape, seed, progress=one), "schedule": config.schedule_steps}
         with path.open("a") as f:
