@@ -11,7 +11,7 @@ import time
 import pandas as pd
 from tqdm.auto import tqdm
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+from labkit.finetune.jobs import TERMINAL
 
 
 def new_events(client, job_id: str, seen: set[str]) -> list:
