@@ -1,7 +1,8 @@
 """How good is the scaling-law prediction? For each seed, train a profile's ladder and its ~10x target run,
 fit L(C) = a*C^b + c on the ladder, and compare the predicted loss of the target with its measured loss.
-Also the same prediction with compute counted as 6 x non-embedding parameters x tokens (Kaplan's N), and with
-every rung on the target's schedule length instead of its own (both break the prediction in lesson 06).
+Also the same prediction from the ladder with two smaller rungs added (on the byte-statistics plateau), with
+compute counted as 6 x non-embedding parameters x tokens (Kaplan's N), and with every rung on the target's
+schedule length instead of its own (the three mistakes of lesson 06).
 
     python bench/scaling_prediction.py [--profile default] [--seeds 0,1,2] [--results runs/scaling-bench.jsonl]
 
@@ -32,6 +33,7 @@ def main() -> None:
     config = dataclasses.replace(scaling.PROFILES[args.profile], seeds=seeds)
     started = time.perf_counter()
     ladder = scaling.sweep(config, args.results)
+    small = scaling.sweep(config, args.results, shapes=scaling.below_ladder(config))
     targets = {r["seed"]: r for r in scaling.sweep(config, args.results, shapes=(config.target,))}
     target_steps = targets[seeds[0]]["steps"]
     unmatched = scaling.sweep(dataclasses.replace(config, schedule_steps=target_steps), args.results)
@@ -45,15 +47,17 @@ def main() -> None:
         kaplan = scaling.fit_power_law([r["flops_6N_non_embedding"] for r in mine], [r["loss"] for r in mine])
         other = [r for r in unmatched if r["seed"] == seed]
         late = scaling.fit_power_law([r["flops"] for r in other], [r["loss"] for r in other])
-        rows.append((seed, t["loss"], error(exact, t["flops"], t["loss"]),
+        extended = mine + [r for r in small if r["seed"] == seed]
+        low = scaling.fit_power_law([r["flops"] for r in extended], [r["loss"] for r in extended])
+        rows.append((seed, t["loss"], error(exact, t["flops"], t["loss"]), error(low, t["flops"], t["loss"]),
                      error(kaplan, t["flops_6N_non_embedding"], t["loss"]), error(late, t["flops"], t["loss"])))
         largest, smallest = max(r["flops"] for r in mine), min(r["flops"] for r in mine)
         print(f"seed {seed}: {len(mine)} rungs spanning {largest / smallest:.0f}x compute; target "
               f"{t['flops'] / largest:.1f}x the largest; fit {exact}")
-    print("\nseed  measured  exact FLOPs  6N non-embedding  unmatched schedules   (prediction error)")
-    for seed, loss, e1, e2, e3 in rows:
-        print(f"{seed:4d}  {loss:8.4f}  {e1:+10.2%}  {e2:+16.2%}  {e3:+19.2%}")
-    for name, k in (("exact FLOPs", 2), ("6N non-embedding", 3), ("unmatched schedules", 4)):
+    print("\nseed  measured     ladder  + smaller rungs  6N non-embedding  unmatched schedules   (prediction error)")
+    for seed, loss, *errors in rows:
+        print(f"{seed:4d}  {loss:8.4f}  " + "  ".join(f"{e:+{w}.2%}" for e, w in zip(errors, (9, 15, 16, 19))))
+    for name, k in (("ladder", 2), ("+ smaller rungs", 3), ("6N non-embedding", 4), ("unmatched schedules", 5)):
         errs = [abs(r[k]) for r in rows]
         print(f"{name:20s} mean |error| {statistics.mean(errs):.2%}, worst {max(errs):.2%}")
 

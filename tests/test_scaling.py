@@ -97,9 +97,28 @@ def test_a_sweep_appends_runs_and_resumes_without_repeating_any(tmp_path):
     assert r["tokens"] == r["steps"] * tiny.batch_size * tiny.block_size and r["schedule_steps"] == r["steps"]
     assert r["flops"] == scaling.flops_per_token(Shape(1, 12, 2), tiny.block_size)["exact"] * r["tokens"]
     assert np.isfinite(r["loss"]) and r["loss"] < np.log(256), "it learned something about bytes"
+    other = scaling.sweep(dataclasses.replace(tiny, batch_size=2, seeds=(0,)), path, shapes=tiny.shapes[:1],
+                          progress=False)
+    assert len(path.read_text().splitlines()) == 5, "a run under another recipe is trained, not reused"
+    assert other[0]["recipe"]["batch_size"] == 2 and other[0]["tokens"] == other[0]["steps"] * 2 * tiny.block_size
+    assert len(scaling.sweep(tiny, path, progress=False)) == 4, "each recipe sees only its own runs"
 
 
 def test_a_run_that_would_repeat_data_is_refused():
     greedy = dataclasses.replace(PROFILES["ci"], tokens_per_param=10_000)
     with pytest.raises(ValueError, match="fresh data"):
         scaling.run(greedy, Shape(2, 64, 4), seed=0)
+
+
+def test_byte_tables_score_what_their_context_can_know():
+    train = np.frombuffer(b"ab" * 500, dtype=np.uint8)
+    text = np.frombuffer(b"abababab", dtype=np.uint8)
+    every = np.arange(1, len(text))
+    unigram = -np.log(500.01 / (1000 + 256 * 0.01))  # a or b, about a bit, less what smoothing gives the rest
+    assert scaling.table_loss(train, text, every, order=1) == pytest.approx(unigram, rel=1e-6)
+    assert scaling.table_loss(train, text, every, order=2) < 0.01, "after a comes b (but for the smoothing)"
+    surprise = np.frombuffer(b"abba", dtype=np.uint8)  # b after b was never counted: only the smoothing is left
+    assert scaling.table_loss(train, surprise, np.array([2]), order=2) == pytest.approx(
+        -np.log(0.01 / (499 + 256 * 0.01)), rel=1e-6)
+    with pytest.raises(ValueError, match="order"):
+        scaling.ngram_loss(PROFILES["ci"], order=4)
