@@ -215,7 +215,9 @@ def sweep(config: Sweep, results: str | Path, shapes: tuple[Shape, ...] | None =
     mine = recipe(config)
     done = {_key(r["shape"], r["seed"], r.get("recipe")) for r in load(path)}
     todo = [(s, seed) for s in shapes for seed in config.seeds if _key(dataclasses.asdict(s), seed, mine) not in done]
-    cost = sum(flops_per_token(s, config.block_size)["exact"] * train_config(config, s, 0)[1] for s, _ in todo)
+    tokens_per_step = config.batch_size * config.block_size
+    cost = sum(flops_per_token(s, config.block_size)["exact"] * train_config(config, s, 0)[1] * tokens_per_step
+               for s, _ in todo)
     if progress and not todo:
         print(f"all {len(shapes) * len(config.seeds)} runs are already in {path}: nothing to train")
     for shape, seed in tqdm(todo, disable=not progress or not todo, desc=f"{len(todo)} runs, {cost:.1e} FLOPs",
@@ -280,7 +282,7 @@ def fit_power_law(flops, losses) -> PowerLaw:
         if best is None or r.cost < best.cost:
             best = r
     log_a, b, c = best.x
-    return PowerLaw(a=math.exp(log_a) * scale**-b, b=b, c=c)
+    return PowerLaw(a=float(math.exp(log_a) * scale**-b), b=float(b), c=float(c))
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,7 @@ def fit_chinchilla(n, d, losses, delta: float = 1e-3) -> Chinchilla:
                         if best is None or r.fun < best.fun:
                             best = r
     a, b, e, alpha, beta = best.x
-    return Chinchilla(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta)
+    return Chinchilla(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=float(alpha), beta=float(beta))
 
 
 def bootstrap(fit, xs, ys, at, samples: int = 300, seed: int = 0, level: float = 0.9) -> tuple[float, float]:
