@@ -26,7 +26,7 @@ from scipy import optimize
 from tqdm.auto import tqdm
 
 from labkit.train import corpus
-from labkit.train.trainer import TrainConfig, build_model, lr_at
+from labkit.train.trainer import TrainConfig, build_model, lr_at, window_losses
 
 VOCAB = 256  # bytes
 TRAIN_SPLITS = ("train", "eval")  # 11.6 MB; these models are scored on `valid`, so `eval` is spare text here
@@ -166,16 +166,10 @@ def run(sweep: Sweep, shape: Shape, seed: int, progress: bool = False) -> dict:
             "loss": held_out_loss(model, valid, sweep), "seconds": round(seconds, 2)}
 
 
-@torch.no_grad()
 def held_out_loss(model, valid: np.ndarray, sweep: Sweep) -> float:
     """Mean next-byte loss (nats) on the first eval_windows non-overlapping windows of valid text."""
-    model.eval()
-    starts = np.arange(sweep.eval_windows) * sweep.block_size
-    losses = []
-    for i in range(0, len(starts), 64):
-        x = torch.from_numpy(np.stack([valid[s : s + sweep.block_size] for s in starts[i : i + 64]]).astype(np.int64))
-        losses.append(model(input_ids=x, labels=x).loss.item() * len(x))
-    return sum(losses) / len(starts)
+    return float(np.mean(window_losses(model, valid[: sweep.eval_windows * sweep.block_size + 1], sweep.block_size,
+                                       batch_size=64)))
 
 
 def ngram_loss(sweep: Sweep, order: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -62,8 +63,6 @@ def scaling_chart(flops, losses, law, target_flops: float, interval: tuple[float
                   measured: float | None = None, title: str = "Final loss vs training compute") -> go.Figure:
     """The GPT-4 report's figure at laptop scale: the ladder's runs, the fitted L(C) = a*C^b + c carried out
     to the target's compute, the prediction with its interval, and (once trained) the measured loss."""
-    import numpy as np
-
     grid = np.logspace(np.log10(min(flops)), np.log10(target_flops * 1.5), 60)
     predicted = float(law.predict(target_flops))
     fig = go.Figure([
