@@ -104,6 +104,19 @@ def test_bad_inputs_are_400_naming_the_param(raw, openapi, body, param, code):
     assert err["error"]["param"] == param and (code is None or err["error"]["code"] == code), err
 
 
+def test_tiktoken_ids_get_a_400_that_says_what_to_send_instead(raw, openapi):
+    """LangChain's OpenAIEmbeddings sends cl100k token ids by default; the error tells its user what to do."""
+    from labkit import tokens
+
+    ids = tokens.encoding("cl100k_base").encode("LangChain splits documents into chunks before embedding them.")
+    assert max(ids) >= 30522, "an id past the 30,522 tokens of MiniLM's vocabulary"
+    status, err = raw("/embeddings", {"model": MINILM, "input": [ids]})
+    assert status == 400 and err["error"]["param"] == "input", err
+    openapi(err, "ErrorResponse")
+    message = err["error"]["message"]
+    assert "own tokenizer" in message and "send the text" in message, message
+    assert "check_embedding_ctx_length=False" in message, message
+
 @pytest.mark.parametrize("model", ["text-embedding-3-small", MODEL])
 def test_a_model_that_does_not_embed_is_404(client, model):
     with pytest.raises(openai.NotFoundError) as e:

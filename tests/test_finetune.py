@@ -136,6 +136,28 @@ def test_cli_prints_a_summary_and_exits_1_on_errors(tmp_path):
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
 
 
+
+def test_the_default_output_names_every_line_of_each_kind(tmp_path):
+    """A user who fixes the first bad line must not learn of the next only on the next run."""
+    no_reply = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+    rows = [json.dumps(example(i)) for i in range(24)]
+    for line in (13, 16, 21, 22, 23):  # 1-based: two lines apart, then a run of three
+        rows[line - 1] = no_reply
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    report = validate(path)
+    assert sorted(p.line for p in report.problems if p.kind == "no_assistant_message") == [13, 16, 21, 22, 23]
+    row = next(x for x in report.summary().splitlines() if "no_assistant_message" in x)
+    assert "lines 13, 16, 21-23;" in row, row
+    done = subprocess.run([sys.executable, "-m", "labkit", "validate", str(path)], capture_output=True, text=True)
+    assert "lines 13, 16, 21-23;" in done.stdout
+
+
+def test_a_problem_of_the_whole_file_says_so(tmp_path):
+    report = validate(write(tmp_path, [], clean=3))
+    assert any(p.line is None for p in report.problems)
+    assert "the file as a whole" in report.summary()
+
 # ---------------------------------------------------------------- the trainer's data
 
 

@@ -1,7 +1,7 @@
 """Fine-tuning data preparation: check a chat JSONL file the way OpenAI's fine-tuning does, count what
 it would bill, and say how many epochs it would run.
 
-    report = finetune.validate("data/finetune/misspell.jsonl", model="gpt-3.5-turbo-0125")
+    report = finetune.validate("labkit/data/finetune/misspell.jsonl", model="gpt-3.5-turbo-0125")
     print(report.summary()); report.to_dict()        # or: labkit validate FILE.jsonl
 
 Every problem carries its line number and a kind; kinds are counted. Nothing in the file can make
@@ -67,15 +67,30 @@ class Report:
         lines = [f"{self.examples} examples for {self.model} (limit {self.token_limit:,} tokens each): "
                  + ("no errors" if self.ok else "ERRORS")]
         for kind, n in sorted(self.counts.items()):
-            first = next(p for p in self.problems if p.kind == kind)
-            where = f"line {first.line}" if first.line else "file"
-            lines.append(f"  {kind:24s} {n:5d}  ({first.severity}; first at {where}: {first.message})")
+            found = [p for p in self.problems if p.kind == kind]
+            where = _where([p.line for p in found])
+            lines.append(f"  {kind:24s} {n:5d}  ({found[0].severity}; {where}; the first: {found[0].message})")
         for name, value in self.stats.items():
             lines.append(f"  {name}: {value}")
         if self.examples:
             cost = "" if self.cost_usd is None else f" = ${self.cost_usd:,.2f} at ${_price(self.model):.3f}/1K"
             lines.append(f"  {self.billed_tokens:,} billed tokens per epoch x {self.epochs} epochs{cost}")
         return "\n".join(lines)
+
+
+def _where(numbers: list[int | None]) -> str:
+    """Every line a kind of problem is on, runs of consecutive lines as ranges: 'lines 3-5, 13, 16'."""
+    lines = sorted({n for n in numbers if n is not None})
+    runs: list[list[int]] = []
+    for n in lines:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    spans = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs]
+    named = ([f"line{'s' if len(lines) > 1 else ''} " + ", ".join(spans)] if lines else []) + (
+        ["the file as a whole"] if None in numbers else [])
+    return " and ".join(named)
 
 
 def default_epochs(examples: int) -> int:

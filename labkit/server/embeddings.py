@@ -27,8 +27,11 @@ def token_ids(req: EmbeddingRequest, embedder: Embedder) -> list[list[int]]:
                                           code="invalid_value")
             item = embedder.tokenize(item)
         elif any(not 0 <= t < vocab for t in item):
-            raise InvalidRequestError(f"{where} holds a token id outside {embedder.name}'s vocabulary "
-                                      f"(0..{vocab - 1})", "input", code="invalid_value")
+            raise InvalidRequestError(
+                f"{where} holds a token id outside {embedder.name}'s vocabulary (0..{vocab - 1}). Token ids must come "
+                f"from {embedder.name}'s own tokenizer, not tiktoken's (cl100k/o200k are OpenAI's models' "
+                "tokenizers): send the text instead. LangChain's OpenAIEmbeddings sends tiktoken ids by default; "
+                "create it with check_embedding_ctx_length=False to send text.", "input", code="invalid_value")
         if len(item) > embedder.max_tokens:
             raise ContextLengthExceededError(
                 f"{where} has {len(item)} tokens; {embedder.name} takes at most {embedder.max_tokens} tokens per "
