@@ -39,7 +39,7 @@ def suffix_logprobs(lm: LocalModel, prefix: list[int], middles: list[list[int]],
     dev, pad = lm.device, lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     cache = DynamicCache(config=lm.model.config)
     if len(prefix) > 1:
-        base(input_ids=torch.tensor([prefix[:-1]], device=dev), past_key_values=cache, use_cache=True)
+        base(input_ids=torch.tensor([prefix[:-1]], device=dev), cache=cache, use_cache=True)
     target = torch.tensor(suffix, device=dev)
     scores = []
     for start in range(0, len(middles), batch_size):
@@ -50,7 +50,7 @@ def suffix_logprobs(lm: LocalModel, prefix: list[int], middles: list[list[int]],
         shared = copy.deepcopy(cache)
         if len(prefix) > 1:
             shared.batch_repeat_interleave(len(rows))
-        hidden = base(input_ids=ids, attention_mask=mask, past_key_values=shared, use_cache=True).last_hidden_state
+        hidden = base(input_ids=ids, attention_mask=mask, cache=shared, use_cache=True).last_hidden_state
         for r, row in enumerate(rows):  # right padding: every real token keeps its position
             first = len(row) - len(suffix)  # the suffix's first token is predicted at first - 1
             logprobs = torch.log_softmax(head(hidden[r, first - 1 : len(row) - 1]).float(), dim=-1)

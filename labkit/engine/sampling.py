@@ -84,7 +84,7 @@ class Generation:
         model, dev = lm.model, lm.device
         ids = torch.tensor([self.prompt_ids], device=dev)
         cache = DynamicCache(config=model.config)
-        out = model(ids, past_key_values=cache, use_cache=True, logits_to_keep=0 if p.prompt_logprobs else 1)
+        out = model(ids, cache=cache, use_cache=True, logits_to_keep=0 if p.prompt_logprobs else 1)
         if p.prompt_logprobs:
             self.prompt_logprobs = self._score_prompt(out.logits[0])
         logits = out.logits[:, -1].float()
@@ -131,7 +131,7 @@ class Generation:
                 counts, chosen = counts[keep], chosen[keep]
                 rows = [rows[r] for r in keep]
             counts.scatter_add_(1, chosen[:, None], torch.ones(len(rows), 1, device=dev))
-            out = model(chosen[:, None], past_key_values=cache, use_cache=True)
+            out = model(chosen[:, None], cache=cache, use_cache=True)
             logits = out.logits[:, -1].float()
 
     def _advance(self, seq: Sequence, ts: TextStream, token: TokenLogprob, is_eos: bool, last: bool,
