@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     va.set_defaults(func=cmd_validate)
     tr = sub.add_parser("train", help="train a small GPT from scratch (resumes an interrupted run)")
     tr.add_argument("recipe", choices=["fim-code"], help="fim-code: Python code with fill-in-the-middle")
-    tr.add_argument("--profile", choices=["ci", "default", "gpu"], help="default: LABKIT_PROFILE, ci under CI, "
+    tr.add_argument("--profile", choices=["ci", "default", "gpu"], help="default: LABKIT_PROFILE, else "
                     "gpu with CUDA, else default (about 17 minutes on 2 CPU cores)")
     tr.add_argument("--out", help="output folder (default runs/RECIPE-PROFILE)")
     tr.add_argument("--left-to-right", action="store_true", help="no FIM: the baseline the paper compares with")

@@ -17,7 +17,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def run_remote(notebook: str, base_url: str, monkeypatch) -> nbformat.NotebookNode:
     for name, value in {"LABKIT_BACKEND": "openai", "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-class",
-                        "CI": "true"}.items():
+                        "LABKIT_PROFILE": "ci"}.items():
         monkeypatch.setenv(name, value)  # the kernel inherits them
     nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()

@@ -77,10 +77,10 @@ PROFILES = {
 
 
 def pick_profile(name: str | None = None) -> str:
-    """LABKIT_PROFILE, else `ci` under CI, `gpu` with CUDA, `default` otherwise."""
+    """LABKIT_PROFILE (`make test` sets `ci`), else `gpu` with CUDA, `default` otherwise."""
     name = name or os.environ.get("LABKIT_PROFILE")
     if name is None:
-        name = "ci" if os.environ.get("CI") else "gpu" if torch.cuda.is_available() else "default"
+        name = "gpu" if torch.cuda.is_available() else "default"
     if name not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r} (check LABKIT_PROFILE)")
     return name
