@@ -1,4 +1,4 @@
-"""k-shot accuracy of a model on each few-shot task in data/fewshot, as one table.
+"""k-shot accuracy of a model on each few-shot task in labkit/data/fewshot, as one table.
 
     python bench/fewshot_table.py [--items 24] [--draws 2]     # the local default model
     OPENAI_API_KEY=... python bench/fewshot_table.py          # the same on the OpenAI API

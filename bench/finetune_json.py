@@ -1,5 +1,5 @@
 """Does a CPU fine-tune change behaviour, and how long does it take? SmolLM2-135M before and after a
-fine-tuning job on data/finetune/json_train.jsonl (through the local server's Files and Fine-tuning
+fine-tuning job on labkit/data/finetune/json_train.jsonl (through the local server's Files and Fine-tuning
 APIs, as lesson 04 runs it), scored on the 12 held-out JSON prompts with labkit.evals.JsonReply.
 
     python bench/finetune_json.py [--examples 60] [--epochs 2] [--lr 1.0]

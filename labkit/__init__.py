@@ -14,7 +14,7 @@ from labkit.errors import (
 )
 
 __version__ = "0.1.0"
-DATA = Path(__file__).resolve().parent.parent / "data"  # datasets written for labkit (data/*/README.md)
+DATA = Path(__file__).resolve().parent / "data"  # datasets written for labkit, installed with it (a README each)
 
 __all__ = [
     "BudgetExceededError", "ContextLengthExceededError", "EncodingUnavailableError", "InvalidRequestError",

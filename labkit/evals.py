@@ -1,6 +1,6 @@
 """Evals: run a model over labeled items and score each answer, with OpenAI Evals' basic templates.
 
-    items = evals.load("sentiment")                       # data/fewshot/sentiment.jsonl
+    items = evals.load("sentiment")                       # labkit/data/fewshot/sentiment.jsonl
     result = evals.run(lab, items, evals.Choice(["positive", "negative"]), prompt=my_prompt)
     result.accuracy, result.interval, result.df          # one DataFrame row per item
 
@@ -36,7 +36,7 @@ Prompt = str | list[dict]
 
 
 def load(name: str, folder: Path | None = None) -> list[dict]:
-    """Items of a JSONL dataset: `load("sentiment")` reads data/fewshot/sentiment.jsonl."""
+    """Items of a JSONL dataset: `load("sentiment")` reads labkit/data/fewshot/sentiment.jsonl."""
     path = (folder or DATA / "fewshot") / f"{name}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no dataset {name!r}: {path} does not exist")

@@ -2,8 +2,8 @@
 the base model's own chat template, loss on assistant tokens only (`weight: 0` excludes one),
 a validation loss, an event per step and a checkpoint per epoch.
 
-    out = sft(base_folder, "data/finetune/json_train.jsonl", out_dir, Hyper(n_epochs=3),
-              valid_file="data/finetune/json_valid.jsonl", on_event=print)
+    out = sft(base_folder, "labkit/data/finetune/json_train.jsonl", out_dir, Hyper(n_epochs=3),
+              valid_file="labkit/data/finetune/json_valid.jsonl", on_event=print)
 """
 
 from __future__ import annotations
