@@ -91,7 +91,8 @@ def test_a_job_validates_trains_and_serves_its_model(api, tiny_chat, spec_client
     csv = api.files.content(job.result_files[0]).text.splitlines()
     assert csv[0] == "step,train_loss,valid_loss" and len(csv) == 31
 
-    assert api.models.delete(job.fine_tuned_model).deleted and job.fine_tuned_model not in [m.id for m in api.models.list()]
+    assert api.models.delete(job.fine_tuned_model).deleted
+    assert job.fine_tuned_model not in [m.id for m in api.models.list()]
     with pytest.raises(openai.NotFoundError):
         api.chat.completions.create(model=job.fine_tuned_model, messages=[{"role": "user", "content": "Hi"}])
     with pytest.raises(openai.NotFoundError):
