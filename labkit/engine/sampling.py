@@ -67,7 +67,12 @@ class Sequence:
 
 
 class Generation:
-    """Iterate over `steps()` for deltas; afterwards `sequences`, `prompt_logprobs`, `completion_tokens`."""
+    """One prompt's n sequences. Iterate over `steps()` for deltas; afterwards `sequences`, `prompt_logprobs`,
+    `completion_tokens`.
+
+    `steps()` runs the model itself. The engine loop (labkit.engine.loop) runs it instead, for many generations
+    in one batch, and drives the same sampling through `begin` (after the prompt) and `advance` (after each
+    decode step): a generation's tokens do not depend on which of the two runs it."""
 
     def __init__(self, lm: LocalModel, prompt_ids: list[int], params: SamplingParams,
                  generator: torch.Generator | None = None):
@@ -77,62 +82,83 @@ class Generation:
         self.prompt_logprobs: list[TokenLogprob | None] = []
         self.completion_tokens = 0
         self.cancelled = False  # set from another thread to stop early (the client went away)
+        self.done = False
+        self.keep: list[int] = []  # after begin/advance: which of the previous step's rows decode on
+        self.next_tokens: torch.Tensor | None = None  # ... and the token each of them feeds next
 
     @torch.inference_mode()
     def steps(self) -> Iterator[list[Delta]]:
-        lm, p = self.lm, self.p
-        model, dev = lm.model, lm.device
-        ids = torch.tensor([self.prompt_ids], device=dev)
+        model = self.lm.model
+        ids = torch.tensor([self.prompt_ids], device=self.lm.device)
         cache = DynamicCache(config=model.config)
-        out = model(ids, cache=cache, use_cache=True, logits_to_keep=0 if p.prompt_logprobs else 1)
+        out = model(ids, cache=cache, use_cache=True, logits_to_keep=0 if self.p.prompt_logprobs else 1)
+        deltas = self.begin(out.logits[0])
+        cache.batch_repeat_interleave(self.p.n)
+        rows = self.p.n
+        while True:
+            if deltas:
+                yield deltas
+            if self.done:
+                return
+            if len(self.keep) < rows:  # finished rows leave the batch
+                cache.batch_select_indices(torch.tensor(self.keep, device=self.lm.device))
+                rows = len(self.keep)
+            out = model(self.next_tokens[:, None], cache=cache, use_cache=True)
+            deltas = self.advance(out.logits[:, -1].float())
+
+    def begin(self, prompt_logits: torch.Tensor) -> list[Delta]:
+        """The prompt has run (prompt_logits: [prompt tokens or 1, vocab], the last row predicting the first
+        token): score the prompt if asked, then sample every sequence's first token."""
+        p, dev = self.p, self.lm.device
         if p.prompt_logprobs:
-            self.prompt_logprobs = self._score_prompt(out.logits[0])
-        logits = out.logits[:, -1].float()
-        if p.n > 1:
-            cache.batch_repeat_interleave(p.n)
-            logits = logits.expand(p.n, -1)
-        rows = list(range(p.n))  # batch row -> sequence index
-        texts = [TextStream(lm.tokenizer, p.stop) for _ in rows]
+            self.prompt_logprobs = self._score_prompt(prompt_logits)
+        logits = prompt_logits[-1:].float().expand(p.n, -1)
+        self._rows = list(range(p.n))  # batch row -> sequence index
+        self._texts = [TextStream(self.lm.tokenizer, p.stop) for _ in self._rows]
         vocab = logits.shape[-1]
-        counts = torch.zeros(p.n, vocab, device=dev)
-        bias = self._bias_vector(vocab, dev)
-        eos = torch.tensor(sorted(lm.eos_token_ids), device=dev)
-        released = [0] * p.n  # logprobs already handed out, per sequence
+        self._counts = torch.zeros(p.n, vocab, device=dev)
+        self._bias = self._bias_vector(vocab, dev)
+        self._eos = torch.tensor(sorted(self.lm.eos_token_ids), device=dev)
+        self._released = [0] * p.n  # logprobs already handed out, per sequence
+        self._step = 0
         if p.max_tokens == 0:  # only score the prompt (echo)
             for seq in self.sequences:
                 seq.finish_reason = "length"
-            yield [Delta(s.index, finish_reason="length") for s in self.sequences]
-            return
+            self.done, self.keep = True, []
+            return [Delta(s.index, finish_reason="length") for s in self.sequences]
+        return self.advance(logits)
 
-        for step in range(p.max_tokens):
-            logits = adjust_logits(logits, counts, bias, p.presence_penalty, p.frequency_penalty)
-            logprobs = torch.log_softmax(logits, dim=-1)
-            chosen = self._sample(logits)
-            self.completion_tokens += len(rows)
-            chosen_lp = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
-            top = torch.topk(logprobs, p.logprobs) if p.logprobs else None
-            is_eos = torch.isin(chosen, eos).tolist()
-            chosen_l = chosen.tolist()
-            deltas, keep = [], []
-            for r, seq_i in enumerate(rows):
-                alts = list(zip(top.indices[r].tolist(), top.values[r].tolist())) if top is not None else []
-                d = self._advance(self.sequences[seq_i], texts[seq_i], TokenLogprob(chosen_l[r], chosen_lp[r], alts),
-                                  is_eos[r], last=step == p.max_tokens - 1, released=released)
-                if d.text or d.logprobs or d.finish_reason:
-                    deltas.append(d)
-                if d.finish_reason is None:
-                    keep.append(r)
-            if deltas:
-                yield deltas
-            if not keep or self.cancelled:
-                return
-            if len(keep) < len(rows):  # finished rows leave the batch
-                cache.batch_select_indices(torch.tensor(keep, device=dev))
-                counts, chosen = counts[keep], chosen[keep]
-                rows = [rows[r] for r in keep]
-            counts.scatter_add_(1, chosen[:, None], torch.ones(len(rows), 1, device=dev))
-            out = model(chosen[:, None], cache=cache, use_cache=True)
-            logits = out.logits[:, -1].float()
+    def advance(self, logits: torch.Tensor) -> list[Delta]:
+        """Sample one token for each live row from its logits ([rows, vocab], fp32); return what became
+        visible. Afterwards `keep` says which rows go on (none once `done`) and `next_tokens` what they feed."""
+        p, rows = self.p, self._rows
+        logits = adjust_logits(logits, self._counts, self._bias, p.presence_penalty, p.frequency_penalty)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        chosen = self._sample(logits)
+        self.completion_tokens += len(rows)
+        chosen_lp = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
+        top = torch.topk(logprobs, p.logprobs) if p.logprobs else None
+        is_eos = torch.isin(chosen, self._eos).tolist()
+        chosen_l = chosen.tolist()
+        deltas, keep = [], []
+        for r, seq_i in enumerate(rows):
+            alts = list(zip(top.indices[r].tolist(), top.values[r].tolist())) if top is not None else []
+            d = self._advance(self.sequences[seq_i], self._texts[seq_i], TokenLogprob(chosen_l[r], chosen_lp[r], alts),
+                              is_eos[r], last=self._step == p.max_tokens - 1, released=self._released)
+            if d.text or d.logprobs or d.finish_reason:
+                deltas.append(d)
+            if d.finish_reason is None:
+                keep.append(r)
+        self._step += 1
+        self.done = not keep or self.cancelled
+        self.keep = [] if self.done else keep
+        if not self.done:
+            if len(keep) < len(rows):
+                self._counts, chosen = self._counts[keep], chosen[keep]
+                self._rows = [rows[r] for r in keep]
+            self._counts.scatter_add_(1, chosen[:, None], torch.ones(len(keep), 1, device=chosen.device))
+            self.next_tokens = chosen
+        return deltas
 
     def _advance(self, seq: Sequence, ts: TextStream, token: TokenLogprob, is_eos: bool, last: bool,
                  released: list[int]) -> Delta:
