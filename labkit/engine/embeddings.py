@@ -100,17 +100,21 @@ def _minilm() -> Embedder:
 
 
 def _pooled(base: str) -> Embedder:
+    from labkit.engine.loop import engine_loop
     from labkit.engine.registry import load
 
     lm = load(base)
     body = lm.model.base_model  # the transformer without its output head: hidden states, no logits
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else min(lm.eos_token_ids)
 
-    def forward(rows):
+    def pool(rows):
         ids, mask = _padded(rows, pad, lm.device)
         hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         weights = mask.unsqueeze(-1).float()
         return (hidden * weights).sum(1) / weights.sum(1)
+
+    def forward(rows):  # the model's engine loop owns it: the pooling runs there, between decode steps
+        return engine_loop(lm).call(lambda: pool(rows))
 
     return Embedder(f"{lm.name}{POOLED_SUFFIX}", lm.model.config.hidden_size, lm.context_window, False, lm.tokenizer,
                     forward, f"mean of the last hidden layer ({lm.model.config.num_hidden_layers} of "

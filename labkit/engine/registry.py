@@ -151,6 +151,12 @@ _loaded: dict[str, LocalModel] = {}
 _load_lock = threading.Lock()
 
 
+def unload(name: str) -> LocalModel | None:
+    """Forget a model load() kept (its files were deleted): a later load() reads them afresh."""
+    with _load_lock:
+        return _loaded.pop(name, None)
+
+
 def load(name: str = DEFAULT_MODEL, served: str | None = None) -> LocalModel:
     """Load (once per process) a causal LM and its tokenizer onto the best device.
 

@@ -9,28 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import threading
 import time
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from labkit import catalog
 from labkit.engine import DEFAULT_MODEL, INSERTION_MODEL, LocalModel, load
 from labkit.engine.embeddings import EMBEDDING_MODEL, POOLED_SUFFIX, Embedder, load_embedder, minilm_available
-from labkit.engine.registry import home, resolve
+from labkit.engine.loop import engine_loop, stop_loop
+from labkit.engine.registry import home, resolve, unload
 from labkit.finetune.jobs import ORGANIZATION, JobStore
 from labkit.finetune.store import FileStore
 from labkit.finetune.worker import Worker
 from labkit.server import embeddings, errors, files, jobs
 from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
+from labkit.server.keys import Key, KeyAuth, Ledger
 from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest, EmbeddingRequest
 
 ROLES_PATH = "/labkit/roles"  # lets a remote Lab find a labkit server's models by role
+USAGE_PATH = "/labkit/usage"  # tokens used per key, for the teacher's key
 
 
 class Models:
@@ -61,6 +64,15 @@ class Models:
             if name not in self._loaded:
                 self._loaded[name] = load(str(folder), served=name) if folder else load(self.sources[name])
             return self._loaded[name]
+
+    def evict(self, name: str, folder: Path | None) -> None:
+        """A deleted fine-tuned model: drop its weights and stop its engine loop."""
+        with self._lock:
+            lm = self._loaded.pop(name, None)
+        if folder is not None:
+            unload(str(folder))
+        if lm is not None:
+            stop_loop(lm)
 
     def embedder(self, name: str) -> Embedder:
         if name not in self.embedding_names:
@@ -121,10 +133,32 @@ async def _body(request: Request, endpoint: str) -> dict:
     return body
 
 
+def _threads_for(requests: int) -> None:
+    """Each waiting handler holds one threadpool thread (it blocks on its deltas): let the pool hold as many
+    as the engine loops admit and queue, so none waits unseen in anyio's own queue."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(limiter.total_tokens, requests)
+
+
+async def _cancel_when_closed(run):
+    """The run's server-sent events; a client that leaves (the response task is cancelled) cancels the run,
+    so the engine loop drops its rows at the next step."""
+    try:
+        async for chunk in iterate_in_threadpool(run.stream()):
+            yield chunk
+    finally:
+        run.cancel()
+
+
 def create_app(model_names: list[str] | None = None, api_keys: list[str] | None = None,
-               data_dir: Path | None = None) -> FastAPI:
+               data_dir: Path | None = None, keys: list[Key] | None = None, max_running: int | None = None,
+               max_waiting: int | None = None) -> FastAPI:
     """data_dir keeps uploaded files, fine-tuning jobs and the models they make (default LABKIT_HOME/server).
-    Jobs a stopped server left waiting start again here."""
+    Jobs a stopped server left waiting start again here.
+
+    keys (labkit.server.keys.read_keys) have names, quotas and roles, and their usage is counted; api_keys
+    are plain secrets, counted as unlimited student keys when keys are given too. max_running and max_waiting
+    set each model's engine loop: sequences decoded together, and requests that may wait before a 429."""
     root = data_dir or home() / "server"
     file_store, job_store = FileStore(root), JobStore(root)
     models = Models(model_names or [DEFAULT_MODEL], job_store)
@@ -137,15 +171,10 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
     if job_store.pending():
         worker.wake()
 
-    if api_keys:
-        @app.middleware("http")
-        async def _auth(request: Request, call_next):
-            header = request.headers.get("authorization", "")
-            given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-            if not any(secrets.compare_digest(given, k) for k in api_keys):
-                msg = ("You didn't provide an API key." if not given else "Incorrect API key provided.")
-                return errors.error_response(401, msg, code="invalid_api_key")
-            return await call_next(request)
+    known = [*(keys or []), *(Key(k, f"api-key-{i}", None, None, False) for i, k in enumerate(api_keys or [], 1))]
+    ledger = Ledger(known) if keys else None
+    if known:
+        app.add_middleware(KeyAuth, keys=known, ledger=ledger)
 
     @app.get("/v1/models")
     def list_models():
@@ -163,20 +192,35 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
         if model in models.names:
             raise APIError(403, f"{model} is a base model of this server; only fine-tuned models can be deleted",
                            param="model", code="model_not_deletable")
+        folder = models.jobs.model_folder(model)
         models.jobs.delete_model(model)
+        models.evict(model, folder)
         return {"id": model, "object": "model", "deleted": True}
 
     @app.get(ROLES_PATH)
     def roles():
         return local_roles(models)
 
+    @app.get(USAGE_PATH)
+    def usage(request: Request):
+        if ledger is None:
+            raise APIError(404, f"{USAGE_PATH} counts tokens per key, and this labkit server has no keys file: "
+                           "start it with `labkit serve --keys FILE`.", code="not_found")
+        if not request.state.key.teacher:
+            raise APIError(403, f"Only a teacher's key may read {USAGE_PATH}.", code="insufficient_permissions")
+        return {"object": "list", "data": ledger.report()}
+
     async def generate(request: Request, endpoint: str, schema, run_class):
-        """Validate, load the model, then answer whole or as server-sent events (work runs off the event loop)."""
+        """Validate, load the model, then answer whole or as server-sent events. The model's engine loop does
+        the work; a handler's thread only waits for its deltas."""
         req = schema.model_validate(await _body(request, endpoint))
         lm = await run_in_threadpool(models.get, req.model)
-        run = await run_in_threadpool(run_class, req, lm)
-        if req.stream:  # a client that leaves stops the stream: nothing pulls the next step
-            return StreamingResponse(run.stream(), media_type="text/event-stream")
+        engine = engine_loop(lm, max_running, max_waiting)
+        _threads_for(len(models.names) * (engine.max_running + engine.max_waiting) + 16)
+        run = await run_in_threadpool(run_class, req, lm, engine)
+        engine.check_capacity()  # a 429 before a stream's first byte, not in the middle of it
+        if req.stream:
+            return StreamingResponse(_cancel_when_closed(run), media_type="text/event-stream")
         work = asyncio.ensure_future(run_in_threadpool(run.response))
         while not (await asyncio.wait({work}, timeout=0.25))[0]:
             if await request.is_disconnected():  # e.g. a notebook cell interrupted: stop decoding

@@ -7,6 +7,7 @@ parameter would triple the wait before the student sees the message.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,25 +15,30 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from labkit.engine.loop import Busy
 from labkit.errors import InvalidRequestError, NotFoundError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
 
 class APIError(Exception):
+    """headers: e.g. a 429's Retry-After, which the SDK reads to pace its retries."""
+
     def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, self.type, self.param, self.code)
+        return error_response(self.status, self.message, self.type, self.param, self.code, self.headers)
 
 
 def error_response(status: int, message: str, type: str = "invalid_request_error",
-                   param: str | None = None, code: str | None = None) -> JSONResponse:
+                   param: str | None = None, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def param_path(loc: tuple) -> str | None:
@@ -74,6 +80,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, e: NotFoundError):
         return error_response(404, e.message, param=e.param, code=e.code)
+
+    @app.exception_handler(Busy)
+    async def _busy(_: Request, e: Busy):  # the engine loop's queue is full: try again shortly
+        response = error_response(429, f"The server is busy: {e}. Please retry after {e.retry_after:.0f} s.",
+                                  type="requests", code="rate_limit_exceeded")
+        response.headers["Retry-After"] = f"{math.ceil(e.retry_after)}"
+        return response
 
     @app.exception_handler(UnknownModelError)
     async def _unknown(_: Request, e: UnknownModelError):

@@ -16,6 +16,7 @@ from jinja2 import TemplateError
 
 from labkit import __version__
 from labkit.engine import Delta, Generation, LocalModel, SamplingParams, Sequence, TokenLogprob
+from labkit.engine.loop import EngineLoop
 from labkit.engine.ranking import CANDIDATES, cut_points, suffix_logprobs
 from labkit.engine.text import token_bytes, token_str
 from labkit.errors import ContextLengthExceededError, InvalidRequestError
@@ -128,11 +129,12 @@ def _legacy_logprobs(lm: LocalModel, pairs: list[tuple[int, TokenLogprob | None]
 
 
 class CompletionRun:
-    """One /v1/completions request: prompts x best_of sequences, of which n are returned per prompt."""
+    """One /v1/completions request: prompts x best_of sequences, of which n are returned per prompt.
+    Its generations run, one prompt after the other, in the model's engine loop."""
 
-    def __init__(self, req: CompletionRequest, lm: LocalModel):
+    def __init__(self, req: CompletionRequest, lm: LocalModel, engine: EngineLoop):
         req.check()
-        self.req, self.lm = req, lm
+        self.req, self.lm, self.engine = req, lm, engine
         self.n = req.n or 1
         # without FIM, a suffix is honoured by ranking candidates (labkit.engine.ranking)
         self.suffix_ids = (lm.tokenizer(req.suffix, add_special_tokens=False).input_ids
@@ -173,7 +175,7 @@ class CompletionRun:
     def response(self) -> dict:
         choices = []
         for i, g in self._generations():
-            seqs = g.run()
+            seqs = self.engine.run(g)
             if self.suffix_ids is not None:
                 seqs = self._rank_by_suffix(self.prompts[i], seqs)[: self.n]
             elif self.best_of > self.n:
@@ -197,7 +199,7 @@ class CompletionRun:
         tok = self.lm.tokenizer
         cuts = [(s, c) for s in seqs for c in cut_points(s.text)]
         middles = [tok(s.text[:c], add_special_tokens=False).input_ids for s, c in cuts]
-        scores = suffix_logprobs(self.lm, prompt, middles, self.suffix_ids)
+        scores = self.engine.call(lambda: suffix_logprobs(self.lm, prompt, middles, self.suffix_ids))
         best: dict[int, tuple[float, Sequence]] = {}
         for (s, c), score in zip(cuts, scores):
             if s.index not in best or score > best[s.index][0]:
@@ -226,7 +228,7 @@ class CompletionRun:
             base = len(self._prompt_text(i))
             sent: list[list[int]] = [[] for _ in range(self.n)]  # tokens whose logprobs were sent
             echo_pending = bool(self.req.echo)
-            for deltas in g.steps():
+            for deltas in self.engine.steps(g):
                 if echo_pending:  # after the prompt has run, so its logprobs exist
                     lps = self._echo_logprobs(i, g) if self.req.logprobs is not None else None
                     yield self._chunk([{"text": self._prompt_text(i), "index": i * self.n + j, "logprobs": lps,
@@ -285,9 +287,11 @@ def _chat_logprobs(lm: LocalModel, lps: list[TokenLogprob]) -> dict:
 
 
 class ChatRun:
-    def __init__(self, req: ChatRequest, lm: LocalModel):
+    """One /v1/chat/completions request: n sequences of one rendered prompt, run in the model's engine loop."""
+
+    def __init__(self, req: ChatRequest, lm: LocalModel, engine: EngineLoop):
         req.check()
-        self.req, self.lm = req, lm
+        self.req, self.lm, self.engine = req, lm, engine
         self.prompt = chat_prompt(req, lm)
         asked = req.max_completion_tokens or req.max_tokens
         max_tokens = asked if asked is not None else lm.context_window - len(self.prompt)
@@ -310,7 +314,7 @@ class ChatRun:
     def response(self) -> dict:
         choices = [{"index": s.index, "message": {"role": "assistant", "content": s.text, "refusal": None},
                     "logprobs": _chat_logprobs(self.lm, s.logprobs) if self.req.logprobs else None,
-                    "finish_reason": s.finish_reason} for s in self.generation.run()]
+                    "finish_reason": s.finish_reason} for s in self.engine.run(self.generation)]
         return {**self._head(), "object": "chat.completion", "choices": choices, "usage": self.usage()}
 
     def stream(self) -> Iterator[str]:
@@ -320,7 +324,7 @@ class ChatRun:
         yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
                                         "logprobs": None, "finish_reason": None}
                                        for i in range(self.params.n)], **extra})
-        for deltas in self.generation.steps():
+        for deltas in self.engine.steps(self.generation):
             yield sse({**head, "choices": [self._choice_delta(d) for d in deltas], **extra})
         if include_usage:
             yield sse({**head, "choices": [], "usage": self.usage()})
