@@ -27,7 +27,7 @@ def cmd_serve(args) -> None:
         lm = load(name)
         print(f"loaded {lm.name}: {lm.description}", flush=True)
     app = create_app(names, api_keys=args.api_key, data_dir=args.data_dir, keys=keys, max_running=args.max_running,
-                     max_waiting=args.max_waiting)
+                     max_waiting=args.max_waiting, fine_tune_threads=args.fine_tune_threads)
     where = f"http://{args.host}:{args.port}/v1"
     required = " (API keys required)" if args.api_key or keys else ""
     print(f"labkit serving {', '.join(names)} at {where}{required}", flush=True)
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="sequences each model decodes together (a request's n counts n; default 32)")
     serve.add_argument("--max-waiting", type=int, default=64, metavar="N",
                        help="requests that may wait per model beyond those; more get a 429 (default 64)")
+    serve.add_argument("--fine-tune-threads", type=int, metavar="N",
+                       help="torch threads of each fine-tuning job's own process (default: half the cores)")
     serve.add_argument("--data-dir", type=Path, help="where uploaded files, fine-tuning jobs and their models live "
                        "(default LABKIT_HOME/server)")
     serve.set_defaults(func=cmd_serve)

@@ -224,10 +224,10 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], model: str | None = None,
-        concurrency: int | None = None, progress: bool = True, desc: str | None = None) -> Result:
+        concurrency: int = 8, progress: bool = True, desc: str | None = None) -> Result:
     """Ask `model` (default: the lab's chat model for chat prompts, completion model for text) about
-    every item and score it. Requests run `concurrency` at a time: 8 against OpenAI, 1 locally (one
-    CPU model gains nothing from parallel requests)."""
+    every item and score it. Requests run `concurrency` at a time on either backend: the local
+    server's engine loop decodes them together, and a seeded item answers as it would alone."""
     if not items:
         raise ValueError("items is empty: nothing to evaluate")
     for i, item in enumerate(items):
@@ -235,12 +235,11 @@ def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], 
             raise ValueError(f"item {i} needs 'input' and 'ideal' keys, got {sorted(item)}")
     prompts = [prompt(item) for item in items]
     model = model or (lab.models.completion if isinstance(prompts[0], str) else lab.models.chat)
-    workers = concurrency or (8 if lab.backend == "openai" else 1)
 
     def one(k: int) -> dict:
         return template.ask(lab.client, model, prompts[k], items[k])
 
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(concurrency) as pool:
         rows = list(tqdm(pool.map(one, range(len(items))), total=len(items), disable=not progress,
                          desc=desc or f"{type(template).__name__} on {model}", leave=False))
     df = pd.DataFrame([{"input": it["input"], "ideal": it["ideal"], **row} for it, row in zip(items, rows)])

@@ -5,8 +5,10 @@ that changes what it does."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import openai
@@ -147,6 +149,31 @@ def test_cancel_stops_a_running_job_and_keeps_nothing(api, tmp_path):
     assert e.value.body["code"] == "invalid_state"
     assert not any(m.id.startswith("ft:") for m in api.models.list())
 
+
+def training_process(job_id: str) -> int:
+    """The pid of the process training job_id (python -m labkit.finetune.worker ROOT JOB_ID ...)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if b"labkit.finetune.worker" in args and job_id.encode() in args:
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no training process for {job_id}")
+
+
+def test_a_training_process_that_dies_fails_its_job_and_the_server_goes_on(api):
+    """Jobs train in a process of their own: killing it ends the job, never the server."""
+    job = api.fine_tuning.jobs.create(model=TINY, training_file=upload(api, "json_train.jsonl"),
+                                      hyperparameters={"n_epochs": 50})
+    wait(api, job.id, ("running",), until=first_step_seen(api))
+    pid = training_process(job.id)
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    job = wait(api, job.id, ("failed",))
+    assert job.error.code == "internal_error" and "exit code -9" in job.error.message, job.error
+    reply = api.chat.completions.create(model=TINY, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+    assert reply.choices[0].message.content is not None, "the server still answers"
 
 @pytest.mark.parametrize("kwargs, param", [
     ({"model": "gpt-4o-mini-2024-07-18"}, "model"),

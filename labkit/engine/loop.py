@@ -50,14 +50,20 @@ ROWS_ATTENTION = "labkit_rows"
 
 def rows_attention(module, query, key, value, attention_mask, row_starts: list[int] | None = None, **kwargs):
     """transformers' SDPA attention, except in the loop's decode steps (row_starts given): there each row attends
-    to its own columns only, unpadded, exactly as when it decodes alone. A padded, masked batch takes another kernel
-    path whose logits differ by up to ~0.4, enough to change seeded samples; the weights, the costly part, are
-    still read once for the whole batch."""
+    to its own columns only, unpadded, exactly as when it decodes alone (rows that start at the same column go
+    together: unmasked SDPA gives each row of a batch what it gives the row alone). A padded, masked batch takes
+    another kernel path whose logits differ by up to ~0.4, enough to change seeded samples; the weights, the
+    costly part of a step, are still read once for the whole batch."""
     if row_starts is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    rows = [sdpa_attention_forward(module, query[r:r + 1], key[r:r + 1, :, s:], value[r:r + 1, :, s:], None,
-                                   **kwargs)[0] for r, s in enumerate(row_starts)]
-    return torch.cat(rows), None
+    parts, first = [], 0
+    for r in range(1, len(row_starts) + 1):  # neighbouring rows that start at one column attend as one batch
+        if r == len(row_starts) or row_starts[r] != row_starts[first]:
+            s = row_starts[first]
+            parts.append(sdpa_attention_forward(module, query[first:r], key[first:r, :, s:], value[first:r, :, s:],
+                                                None, **kwargs)[0])
+            first = r
+    return torch.cat(parts), None
 
 
 AttentionInterface.register(ROWS_ATTENTION, rows_attention)

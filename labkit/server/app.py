@@ -152,17 +152,18 @@ async def _cancel_when_closed(run):
 
 def create_app(model_names: list[str] | None = None, api_keys: list[str] | None = None,
                data_dir: Path | None = None, keys: list[Key] | None = None, max_running: int | None = None,
-               max_waiting: int | None = None) -> FastAPI:
+               max_waiting: int | None = None, fine_tune_threads: int | None = None) -> FastAPI:
     """data_dir keeps uploaded files, fine-tuning jobs and the models they make (default LABKIT_HOME/server).
     Jobs a stopped server left waiting start again here.
 
     keys (labkit.server.keys.read_keys) have names, quotas and roles, and their usage is counted; api_keys
     are plain secrets, counted as unlimited student keys when keys are given too. max_running and max_waiting
-    set each model's engine loop: sequences decoded together, and requests that may wait before a 429."""
+    set each model's engine loop: sequences decoded together, and requests that may wait before a 429.
+    fine_tune_threads: torch threads of each fine-tuning job's process (default: half the cores)."""
     root = data_dir or home() / "server"
     file_store, job_store = FileStore(root), JobStore(root)
     models = Models(model_names or [DEFAULT_MODEL], job_store)
-    worker = Worker(job_store, file_store, models.base_folder)
+    worker = Worker(job_store, file_store, models.base_folder, fine_tune_threads)
     app = FastAPI(title="labkit", description="OpenAI-compatible API over local models")
     app.state.models = models
     errors.install(app)
