@@ -31,7 +31,7 @@ lint: setup
 # The test-size profile (LABKIT_PROFILE=ci: the lessons' smallest experiments, same code) is chosen here, so a
 # newcomer's `make test` and .ci/run test the same sizes; a student's JupyterLab keeps the full ones.
 test: lint
-	LABKIT_PROFILE=ci $(BIN)/pytest --nbmake --nbmake-timeout=600 tests notebooks
+	LABKIT_PROFILE=ci $(BIN)/pytest --nbmake --nbmake-timeout=600 --durations=15 tests notebooks
 
 bench: setup
 	$(BIN)/python bench/bench_decode.py

@@ -8,9 +8,9 @@ all running sequences of all requests together, one token per step (continuous b
 
 Each turn of the loop:
 1. admits waiting generations while fewer than `max_running` sequences decode (a request's n rows count n);
-2. runs one chunk (`prefill_chunk` tokens) of the oldest admitted prompt, so a long prompt does not stall the
-   running streams for its whole prefill; when its last chunk has run, its first tokens are sampled and its
-   rows join the batch;
+2. runs up to `prefill_chunk` prompt tokens, oldest admitted prompt first (several short prompts, or one
+   chunk of a long one), so a long prompt does not stall the running streams for its whole prefill; when a
+   prompt's last chunk has run, its first tokens are sampled and its rows join the batch;
 3. runs one decode step for every row in the batch at once: rows of different lengths sit left-padded in one
    cache, with an attention mask and their own positions;
 4. hands each generation its deltas (a queue per generation), drops finished and cancelled rows, and runs
@@ -229,25 +229,30 @@ class EngineLoop:
                 job.out.put(_END)
 
     def _prefill_step(self) -> None:
-        """One chunk of the oldest admitted prompt; when it was the last, sample and join the batch."""
-        if not self._prefilling:
-            return
-        job = self._prefilling[0]
-        gen, model = job.gen, self.lm.model
-        if job.cache is None:
-            job.cache = DynamicCache(config=model.config)
-        ids = gen.prompt_ids[job.done_tokens: job.done_tokens + self.prefill_chunk]
-        last = job.done_tokens + len(ids) >= len(gen.prompt_ids)
-        keep_all = gen.p.prompt_logprobs
-        out = model(torch.tensor([ids], device=self.lm.device), cache=job.cache, use_cache=True,
-                    logits_to_keep=0 if keep_all else 1)
-        job.done_tokens += len(ids)
-        if keep_all:
-            job.prompt_logits.append(out.logits[0])
-        if not last:
-            return
-        self._prefilling.popleft()
-        logits = torch.cat(job.prompt_logits) if keep_all else out.logits[0]
+        """Run up to `prefill_chunk` prompt tokens, oldest prompt first: several short prompts, or one chunk of a
+        long one. A prompt whose last chunk has run samples its first tokens and joins the batch."""
+        budget = self.prefill_chunk
+        while self._prefilling and budget > 0:
+            job = self._prefilling[0]
+            gen, model = job.gen, self.lm.model
+            if job.cache is None:
+                job.cache = DynamicCache(config=model.config)
+            ids = gen.prompt_ids[job.done_tokens: job.done_tokens + budget]
+            keep_all = gen.p.prompt_logprobs
+            out = model(torch.tensor([ids], device=self.lm.device), cache=job.cache, use_cache=True,
+                        logits_to_keep=0 if keep_all else 1)
+            job.done_tokens += len(ids)
+            budget -= len(ids)
+            if keep_all:
+                job.prompt_logits.append(out.logits[0])
+            if job.done_tokens < len(gen.prompt_ids):
+                return  # the budget ran out inside this prompt: its next chunk runs next turn
+            self._prefilling.popleft()
+            self._start(job, torch.cat(job.prompt_logits) if keep_all else out.logits[0])
+
+    def _start(self, job: _Job, logits: torch.Tensor) -> None:
+        """Sample a prefilled job's first tokens; its rows that go on join the batch."""
+        gen = job.gen
         deltas = gen.begin(logits)
         if deltas:
             job.out.put(deltas)

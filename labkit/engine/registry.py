@@ -148,6 +148,7 @@ def resolve(name: str) -> tuple[str, Path | str]:
 
 
 _loaded: dict[str, LocalModel] = {}
+_loading: dict[str, threading.Lock] = {}
 _load_lock = threading.Lock()
 
 
@@ -161,7 +162,9 @@ def load(name: str = DEFAULT_MODEL, served: str | None = None) -> LocalModel:
     """Load (once per process) a causal LM and its tokenizer onto the best device.
 
     served: the name it answers to, if not the one resolve() gives (a fine-tuned model's ft:... name)."""
-    with _load_lock:
+    with _load_lock:  # one lock per name: a model that loads never holds up one that is loaded
+        lock = _loading.setdefault(name, threading.Lock())
+    with lock:
         if name in _loaded:
             return _loaded[name]
         resolved, source = resolve(name)

@@ -49,6 +49,7 @@ class Models:
         self.jobs = jobs
         self._loaded: dict[str, LocalModel] = {}
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
         self.created = int(time.time())
 
     def get(self, name: str) -> LocalModel:
@@ -60,7 +61,9 @@ class Models:
             if name in self.embedding_names:
                 raise errors.model_not_found(name, "It is an embedding model: use /v1/embeddings.")
             raise errors.model_not_found(name, f"This labkit server offers: {', '.join(self.listed())}.")
-        with self._lock:
+        with self._lock:  # one lock per name: loading one model never holds up requests to another
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:
             if name not in self._loaded:
                 self._loaded[name] = load(str(folder), served=name) if folder else load(self.sources[name])
             return self._loaded[name]
