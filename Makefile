@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 # every package at the version the suite last passed with: a classroom's installs are all alike
 PIP    := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: setup lab test lint bench clean
+.PHONY: setup lab test test-install lint bench clean
 
 setup: $(VENV)/.ready
 
@@ -31,7 +31,11 @@ lint: setup
 # The test-size profile (LABKIT_PROFILE=ci: the lessons' smallest experiments, same code) is chosen here, so a
 # newcomer's `make test` and .ci/run test the same sizes; a student's JupyterLab keeps the full ones.
 test: lint
-	LABKIT_PROFILE=ci $(BIN)/pytest --nbmake --nbmake-timeout=600 --durations=15 tests notebooks
+	LABKIT_PROFILE=ci $(BIN)/pytest --nbmake --nbmake-timeout=600 --durations=15 -m "not install" tests notebooks
+
+# labkit installed with `pip install .` into a clean venv serves a chat answer (about 1.5 minutes; .ci/run runs it)
+test-install: setup
+	$(BIN)/pytest -m install tests/test_install.py
 
 bench: setup
 	$(BIN)/python bench/bench_decode.py

@@ -94,6 +94,24 @@ def test_the_loop_and_a_generation_alone_give_the_same_tokens(lm):
     assert got == alone
 
 
+def test_a_long_prompt_is_cut_in_the_same_chunks_alone_and_under_load(lm):
+    """A prompt longer than a prefill chunk runs in chunks; whatever shares its turn, its chunks start at the
+    same tokens, so its samples do not depend on the load."""
+    loop = engine_loop(lm)
+    long = lm.tokenizer(" ".join(f"Item {i} is a red apple." for i in range(60))).input_ids
+    assert len(long) > 1.5 * loop.prefill_chunk
+    params = SamplingParams(max_tokens=12, seed=5)
+    alone = loop.run(Generation(lm, long, params))[0].token_ids
+    short = [lm.tokenizer(f"Tell me about number {i}.").input_ids for i in range(6)]
+    others = [threading.Thread(target=loop.run, args=(Generation(lm, x, SamplingParams(max_tokens=6)),))
+              for x in short]
+    for t in others:
+        t.start()
+    loaded = loop.run(Generation(lm, long, params))[0].token_ids
+    for t in others:
+        t.join()
+    assert loaded == alone
+
 def stream_then_leave(base_url: str, key: str | None, tokens: int = 400) -> None:
     """Start a long streamed chat over raw HTTP, read a few events, then close the connection."""
     url = urlparse(base_url)

@@ -3,7 +3,8 @@ environment carries what the server and the lessons need (the lessons' data, the
 plainly what is missing before `labkit setup`, and serves a chat answer through labkit.Lab() after it.
 
 It installs through constraints.txt, as `make setup` does, so the wheels come from pip's cache when the
-project's own venv was set up on this machine (about a minute and a half here)."""
+project's own venv was set up on this machine (about a minute and a half here). `make test-install` runs it, and
+.ci/run after `make test`."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def run(args: list, cwd: Path, timeout: float = 600, env: dict | None = None) ->
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.slow
+@pytest.mark.install
 def test_pip_install_dot_in_a_clean_venv_serves_a_chat_answer(tmp_path):
     venv = tmp_path / "venv"
     python = venv / "bin" / "python"

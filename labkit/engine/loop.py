@@ -229,24 +229,26 @@ class EngineLoop:
                 job.out.put(_END)
 
     def _prefill_step(self) -> None:
-        """Run up to `prefill_chunk` prompt tokens, oldest prompt first: several short prompts, or one chunk of a
-        long one. A prompt whose last chunk has run samples its first tokens and joins the batch."""
-        budget = self.prefill_chunk
-        while self._prefilling and budget > 0:
+        """Run prompt chunks, oldest prompt first, until `prefill_chunk` tokens have run this turn: several short
+        prompts, or a chunk of a long one. A prompt whose last chunk has run samples its first tokens and joins
+        the batch."""
+        spent = 0
+        while self._prefilling and spent < self.prefill_chunk:
             job = self._prefilling[0]
             gen, model = job.gen, self.lm.model
             if job.cache is None:
                 job.cache = DynamicCache(config=model.config)
-            ids = gen.prompt_ids[job.done_tokens: job.done_tokens + budget]
+            # chunks start at multiples of prefill_chunk whatever else runs: the same numbers alone and under load
+            ids = gen.prompt_ids[job.done_tokens: job.done_tokens + self.prefill_chunk]
             keep_all = gen.p.prompt_logprobs
             out = model(torch.tensor([ids], device=self.lm.device), cache=job.cache, use_cache=True,
                         logits_to_keep=0 if keep_all else 1)
             job.done_tokens += len(ids)
-            budget -= len(ids)
+            spent += len(ids)
             if keep_all:
                 job.prompt_logits.append(out.logits[0])
             if job.done_tokens < len(gen.prompt_ids):
-                return  # the budget ran out inside this prompt: its next chunk runs next turn
+                continue  # a long prompt: its next chunk, if the turn's budget allows
             self._prefilling.popleft()
             self._start(job, torch.cat(job.prompt_logits) if keep_all else out.logits[0])
 
