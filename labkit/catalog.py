@@ -1,7 +1,7 @@
 """Facts about models: context windows, prices, endpoints, retirements.
 
 Prices are US dollars per 1M tokens. Every entry says where its figures come from;
-"seed 004" means ../shared/seeds/004_*.txt (the documents labkit's lessons reproduce).
+"seed 004" means original post 004, one of the Chinese blog posts labkit's lessons reproduce.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo("gpt-4o", CHAT, 128_000, 5.0, 15.0, _SEED_004 + " (launch price, May 2024)", "o200k_base"),
         ModelInfo("gpt-4o-mini", CHAT, 128_000, 0.15, 0.6,
                   "OpenAI's gpt-4o-mini announcement and pricing page, July 2024 (not in the seeds; "
-                  "the model id is in ../shared/openai-openapi/openapi.yaml)", "o200k_base"),
+                  "the model id is in tests/openapi/openapi.yaml)", "o200k_base"),
         ModelInfo("babbage-002", COMPLETIONS, 16_384, 0.4, 0.4,
                   "seed 001 names it; price from OpenAI's pricing page, August 2023", "cl100k_base"),
         ModelInfo("davinci-002", COMPLETIONS, 16_384, 2.0, 2.0,
