@@ -96,13 +96,17 @@ def cmd_models(args) -> None:
     print(f"  {DEFAULT_MODEL:24s} chat and completions; `suffix` by ranking sampled candidates by the suffix's "
           "likelihood (trained left to right only; not streamable)")
     print(f"  {INSERTION_MODEL:24s} completions with `suffix` (trained with fill-in-the-middle){fim_state}\n")
-    print(f"{'model':28s} {'endpoint':12s} {'context':>8s} {'$/1M in':>8s} {'$/1M out':>8s}  source")
+    print(f"{'model':28s} {'endpoint':12s} {'context':>9s} {'$/1M in':>8s} {'$/1M out':>8s} {'train':>6s}  shutdown")
     for m in catalog.MODELS.values():
         ctx = f"{m.context_window:,}" if m.context_window else "-"
-        print(f"{m.name:28s} {m.endpoint:12s} {ctx:>8s} {m.input_per_1m:8.2f} {m.output_per_1m:8.2f}  {m.source}")
+        train = "-" if m.training_per_1m is None else f"{m.training_per_1m:6.2f}"
+        ends = m.shutdown.isoformat() + (" (passed)" if m.is_shut_down() else "") if m.shutdown else ""
+        print(f"{m.name:28s} {m.endpoint:12s} {ctx:>9s} {m.input_per_1m:8.2f} {m.output_per_1m:8.2f} {train:>6s}  "
+              f"{ends}")
+    print(f"\nsources of every figure: {catalog.PATH}")
     print("\nretired -> replacement")
     for r in catalog.RETIRED.values():
-        print(f"  {r.name:32s} -> {r.replacement}")
+        print(f"  {r.name:32s} -> {r.replacement}  ({r.note})")
 
 
 def cmd_validate(args) -> None:
