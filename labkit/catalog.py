@@ -272,3 +272,15 @@ def names(endpoint: str | None = None, *, served: bool | None = None, on: _dt.da
             continue
         out.append(m.name)
     return out
+
+
+def replacements(name: str, on: _dt.date | None = None) -> list[str]:
+    """The chain of replacements from a retired model to one still served on `on`:
+    text-davinci-003 -> ['gpt-3.5-turbo-instruct', 'gpt-5.6-terra'] (each shut down in turn). Empty for a model
+    still served; it ends early where the catalog names no further replacement."""
+    gone, chain, seen = retired(on), [], {name}
+    while name in gone and gone[name].replacement and gone[name].replacement not in seen:
+        name = gone[name].replacement
+        chain.append(name)
+        seen.add(name)
+    return chain

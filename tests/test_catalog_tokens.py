@@ -118,3 +118,15 @@ def test_every_figure_names_its_source():
             assert d["sources"]["training"] == "no-training-price", d["name"]
         for role_models in raw["roles"].values():
             assert all(name in catalog.MODELS for name in role_models)
+
+
+def test_replacements_lead_to_a_served_model():
+    import datetime as dt
+
+    on = dt.date(2026, 11, 30)
+    assert catalog.replacements("text-davinci-003", on) == ["gpt-3.5-turbo-instruct", "gpt-5.6-terra"]
+    assert catalog.replacements("text-davinci-003", dt.date(2026, 9, 27)) == ["gpt-3.5-turbo-instruct"]
+    assert catalog.replacements("gpt-4o-mini", on) == []
+    for old in catalog.retired(on):
+        chain = catalog.replacements(old, on)
+        assert chain and not catalog.info(chain[-1]).is_shut_down(on), f"{old} -> {chain}"
