@@ -4,8 +4,11 @@ from pathlib import Path
 
 from labkit.errors import (
     BudgetExceededError,
+    ConfirmationRequiredError,
     ContextLengthExceededError,
     EncodingUnavailableError,
+    FineTuningUnavailableError,
+    FollowTimeoutError,
     InvalidRequestError,
     LabkitError,
     ModelNotAvailableError,
@@ -17,8 +20,9 @@ __version__ = "0.1.0"
 DATA = Path(__file__).resolve().parent / "data"  # datasets written for labkit, installed with it (a README each)
 
 __all__ = [
-    "BudgetExceededError", "ContextLengthExceededError", "EncodingUnavailableError", "InvalidRequestError",
-    "Lab", "LabkitError", "ModelNotAvailableError", "RetiredModelError", "UnknownModelError",
+    "BudgetExceededError", "ConfirmationRequiredError", "ContextLengthExceededError", "EncodingUnavailableError",
+    "FineTuningUnavailableError", "FollowTimeoutError", "InvalidRequestError", "Lab", "LabkitError",
+    "ModelNotAvailableError", "RetiredModelError", "UnknownModelError",
 ]
 
 

@@ -54,3 +54,25 @@ class BudgetExceededError(LabkitError, openai.OpenAIError):
     """Raised before sending a request that would push spending past `Lab(budget_usd=...)`.
 
     It is an `openai.OpenAIError` too, so the SDK passes it through without retrying."""
+
+
+class ConfirmationRequiredError(LabkitError, openai.OpenAIError):
+    """A request that spends money (a fine-tuning job on a billed backend) was not confirmed: nothing was sent.
+
+    An `openai.OpenAIError` too, so the SDK passes it through without retrying."""
+
+    def __init__(self, message: str, estimate_usd: float | None = None):
+        super().__init__(message)
+        self.estimate_usd = estimate_usd
+
+
+class FineTuningUnavailableError(LabkitError):
+    """The backend refused to create a fine-tuning job (OpenAI's self-serve fine-tuning is closing)."""
+
+
+class FollowTimeoutError(LabkitError, TimeoutError):
+    """`follow(..., timeout=...)` ran out of time while the job was still going; the job itself keeps running."""
+
+    def __init__(self, message: str, job_id: str, status: str):
+        super().__init__(message)
+        self.job_id, self.status = job_id, status

@@ -227,17 +227,28 @@ def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], 
         concurrency: int = 8, progress: bool = True, desc: str | None = None) -> Result:
     """Ask `model` (default: the lab's chat model for chat prompts, completion model for text) about
     every item and score it. Requests run `concurrency` at a time on either backend: the local
-    server's engine loop decodes them together, and a seeded item answers as it would alone."""
+    server's engine loop decodes them together, and a seeded item answers as it would alone.
+
+    Without `model`, the role comes from `lab.for_role`: where the backend cannot serve it (no completions
+    model left on OpenAI; a chat model without logprobs for `Choice`) the local model answers, and one line
+    is printed saying so."""
     if not items:
         raise ValueError("items is empty: nothing to evaluate")
     for i, item in enumerate(items):
         if "input" not in item or "ideal" not in item:
             raise ValueError(f"item {i} needs 'input' and 'ideal' keys, got {sorted(item)}")
     prompts = [prompt(item) for item in items]
-    model = model or (lab.models.completion if isinstance(prompts[0], str) else lab.models.chat)
+    client = lab.client
+    if model is None:
+        role = "completion" if isinstance(prompts[0], str) else "chat"
+        needs = ("logprobs",) if isinstance(template, Choice) and role == "chat" else ()
+        served = lab.for_role(role, needs=needs) if hasattr(lab, "for_role") else None
+        if served is None and hasattr(lab, "for_role"):
+            raise ValueError(f"no model can serve the {role} role here: see the line above")
+        client, model = served if served is not None else (lab.client, getattr(lab.models, role))
 
     def one(k: int) -> dict:
-        return template.ask(lab.client, model, prompts[k], items[k])
+        return template.ask(client, model, prompts[k], items[k])
 
     with ThreadPoolExecutor(concurrency) as pool:
         rows = list(tqdm(pool.map(one, range(len(items))), total=len(items), disable=not progress,

@@ -4,6 +4,8 @@ The client's HTTP layer reports every response's `usage` here, and asks before e
 request whether it could push spending past the cap. A stream carries usage only with
 `stream_options={"include_usage": True}`; without it labkit counts one token per streamed
 piece of text (how OpenAI and labkit stream) and marks the request as estimated.
+A fine-tuning job is counted once, when a response first shows it `succeeded`: its
+`trained_tokens` at the catalog's training price of its base model.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ class ModelUsage:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # requests and training together
     estimated: int = 0  # requests whose counts are labkit's estimate (streams without usage)
+    jobs: int = 0  # fine-tuning jobs that finished on this base model
+    training_tokens: int = 0  # their trained tokens (tokens x epochs)
+    training_cost_usd: float = 0.0
+    unpriced_jobs: int = 0  # jobs whose base model has no training price in the catalog
 
 
 class Usage:
@@ -32,6 +38,7 @@ class Usage:
     def __init__(self, budget_usd: float | None = None):
         self.budget_usd = budget_usd
         self.by_model: dict[str, ModelUsage] = {}
+        self._jobs_seen: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -53,6 +60,26 @@ class Usage:
             u.completion_tokens += completion_tokens
             u.cost_usd += catalog.cost(model, prompt_tokens, completion_tokens)
 
+    @property
+    def training_tokens(self) -> int:
+        with self._lock:
+            return sum(u.training_tokens for u in self.by_model.values())
+
+    def record_training(self, job_id: str, model: str, trained_tokens: int) -> bool:
+        """Count a finished fine-tuning job once (by id): its trained tokens at `model`'s training price."""
+        price = catalog.training_cost(model, trained_tokens)
+        with self._lock:
+            if job_id in self._jobs_seen:
+                return False
+            self._jobs_seen.add(job_id)
+            u = self.by_model.setdefault(model, ModelUsage())
+            u.jobs += 1
+            u.training_tokens += trained_tokens
+            u.unpriced_jobs += price is None
+            u.training_cost_usd += price or 0.0
+            u.cost_usd += price or 0.0
+            return True
+
     def check_budget(self, body: dict) -> None:
         """Refuse a request whose prompt plus max_tokens could pass the budget (before it is sent)."""
         if self.budget_usd is None or "model" not in body:
@@ -67,6 +94,7 @@ class Usage:
     def reset(self) -> None:
         with self._lock:
             self.by_model.clear()
+            self._jobs_seen.clear()
 
     def __repr__(self) -> str:
         if not self.by_model:
@@ -74,6 +102,10 @@ class Usage:
         rows = [f"{'model':32s} {'requests':>8s} {'prompt':>8s} {'completion':>10s} {'cost $':>10s}"]
         for name, u in self.by_model.items():
             note = f"  ({u.estimated} streamed without usage: estimated)" if u.estimated else ""
+            if u.jobs:
+                unpriced = f", {u.unpriced_jobs} without a training price" if u.unpriced_jobs else ""
+                note += (f"  (+{u.training_tokens:,} trained tokens in {u.jobs} job(s): "
+                         f"${u.training_cost_usd:.6f}{unpriced})")
             rows.append(f"{name:32s} {u.requests:8d} {u.prompt_tokens:8d} {u.completion_tokens:10d} "
                         f"{u.cost_usd:10.6f}{note}")
         budget = f" of ${self.budget_usd:.2f} budget" if self.budget_usd is not None else ""
@@ -101,10 +133,13 @@ def _max_tokens(body: dict) -> int:
             per_choice = 16  # the completions endpoint's default
         else:
             try:
-                window = catalog.info(body["model"]).context_window or 0
+                m = catalog.info(body["model"])
+                window, most = m.context_window or 0, m.max_output_tokens
             except LabkitError:
-                window = 0
+                window, most = 0, None
             per_choice = max(0, window - _prompt_tokens(body))
+            if most is not None:
+                per_choice = min(per_choice, most)
     return per_choice * max(body.get("n") or 1, body.get("best_of") or 1)
 
 
@@ -124,14 +159,32 @@ class UsageHooks:
                 self.usage.check_budget(body)
 
     def on_response(self, response) -> None:
-        if response.request.method != "POST" or response.status_code >= 400:
+        if response.status_code >= 400:
             return
         kind = response.headers.get("content-type", "")
+        if "/fine_tuning/jobs" in response.request.url.path and kind.startswith("application/json"):
+            response.read()
+            self._record_jobs(response.content)
+            return
+        if response.request.method != "POST":
+            return
         if kind.startswith("application/json"):
             response.read()
             self._record(response.content)
         elif kind.startswith("text/event-stream"):
             response.stream = _sse_tap(response, _StreamCount(self.usage, response.request))
+
+    def _record_jobs(self, payload: bytes) -> None:
+        """A job, or a page of jobs: count each that has succeeded (once)."""
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return
+        jobs = obj.get("data") if isinstance(obj, dict) and obj.get("object") == "list" else [obj]
+        for job in jobs or []:
+            if (isinstance(job, dict) and job.get("object") == "fine_tuning.job" and job.get("status") == "succeeded"
+                    and job.get("trained_tokens")):
+                self.usage.record_training(job["id"], job["model"], int(job["trained_tokens"]))
 
     def _record(self, payload: bytes) -> None:
         try:

@@ -257,3 +257,16 @@ def labkit_serve(args: list[str], log: Path, env: dict | None = None, timeout: f
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def fake_openai(lm, tmp_path_factory):
+    """A server that answers like OpenAI today (tests/fake_openai.py: current model names on /v1/models, nothing
+    on /v1/completions, fine-tuning jobs refused) over labkit's own app; `.fake` is the layer, whose `listed`
+    a test may change (and must restore)."""
+    from tests.fake_openai import FakeOpenAI
+
+    fake = FakeOpenAI(create_app([MODEL], data_dir=tmp_path_factory.mktemp("fake-openai")))
+    with LocalServer(fake) as srv:
+        srv.fake = fake
+        yield srv

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 import labkit
-from labkit.lab import OPENAI_MODELS, choose_backend
+from labkit.lab import choose_backend
 from tests.conftest import MODEL
 
 
@@ -70,9 +70,15 @@ def test_stream_without_usage_is_estimated(server):
     assert "estimated" in repr(lab.usage)
 
 
-def test_openai_backend_defaults_to_openai_model_names(monkeypatch):
+def test_openai_backend_that_cannot_be_asked_follows_the_catalog(monkeypatch, capsys):
+    """No network here: the model list cannot be fetched, so roles follow the catalog's preference unchecked,
+    and a line says so."""
+    for role in ("CHAT", "COMPLETION", "INSERTION", "EMBEDDING", "FINE_TUNE"):
+        monkeypatch.delenv(f"LABKIT_MODEL_{role}", raising=False)
     lab = labkit.Lab(backend="openai", api_key="sk-test", base_url="https://api.openai.com/v1")
-    assert lab.models == OPENAI_MODELS
+    assert "could not list the models" in capsys.readouterr().out
+    assert lab.models.chat == "gpt-4o-mini" and lab.models.embedding == "text-embedding-3-small"
+    assert lab.models.completion is None and not lab.capabilities.completions
     assert labkit.Lab(backend="openai", api_key="k", base_url="https://api.openai.com/v1",
                       models={"chat": "gpt-4o"}).models.chat == "gpt-4o"
 

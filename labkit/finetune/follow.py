@@ -2,6 +2,7 @@
 its messages as they come, a progress bar over steps and a live loss curve.
 
     job, metrics = follow(lab.client, job.id)     # returns when the job has ended
+    job, metrics = follow(lab.client, job.id, timeout=1800)   # or raises FollowTimeoutError after 30 minutes
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import time
 import pandas as pd
 from tqdm.auto import tqdm
 
+from labkit.errors import FollowTimeoutError
 from labkit.finetune.jobs import TERMINAL
+
+DEFAULT_TIMEOUT = 3600.0  # seconds; a queued remote job can wait longer than a lesson should
 
 
 def new_events(client, job_id: str, seen: set[str]) -> list:
@@ -28,12 +32,16 @@ def new_events(client, job_id: str, seen: set[str]) -> list:
         after = page.data[-1].id
 
 
-def follow(client, job_id: str, poll_seconds: float = 2.0, plot: bool = True, progress: bool = True):
+def follow(client, job_id: str, poll_seconds: float = 2.0, plot: bool = True, progress: bool = True,
+           timeout: float | None = DEFAULT_TIMEOUT):
     """Poll until the job ends; return (the job, a DataFrame of its step metrics).
 
-    plot: redraw a plotly loss curve in place as steps arrive (in a notebook)."""
+    plot: redraw a plotly loss curve in place as steps arrive (in a notebook).
+    timeout: seconds to wait (None: no limit); past it FollowTimeoutError names the job, its status and the
+    timeout. The job itself goes on: follow it again, or cancel it."""
     from labkit import viz
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     seen, metrics, handle = set(), [], None
     bar = tqdm(desc=job_id, unit="step", disable=not progress)
     while True:
@@ -53,6 +61,12 @@ def follow(client, job_id: str, poll_seconds: float = 2.0, plot: bool = True, pr
         if job.status in TERMINAL:
             bar.close()
             return job, pd.DataFrame(metrics)
+        if deadline is not None and time.monotonic() + poll_seconds > deadline:
+            bar.close()
+            raise FollowTimeoutError(
+                f"fine-tuning job {job_id} is still {job.status!r} after follow(timeout={timeout:g}) seconds. "
+                f"It goes on running on the server: call follow() again to keep watching, or stop it with "
+                f"client.fine_tuning.jobs.cancel({job_id!r}).", job_id, job.status)
         time.sleep(poll_seconds)
 
 
