@@ -20,10 +20,18 @@ HELLO = [{"role": "user", "content": "Name a colour."}]
 VOCAB = 49152  # SmolLM2's vocabulary size: token ids run 0..49151
 LONG = "The quick brown fox jumps over the lazy dog. " * 40  # a few hundred tokens
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+OBJECT = {"type": "object", "additionalProperties": False}
+CALLED = {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function",
+                                               "function": {"name": "get_weather", "arguments": "{}"}}]}
 
 
 def chat(**kw) -> dict:
     return {"model": MODEL, "messages": HELLO, **kw}
+
+
+def json_schema(schema: dict, strict: bool | None = None) -> dict:
+    return chat(response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema,
+                                                                        "strict": strict}})
 
 
 def completion(**kw) -> dict:
@@ -64,7 +72,53 @@ CASES = [
     ("body-not-json", CHAT, b'{"model": "smollm2-135m-instruct", "messages": [', 400, None, None),
     ("body-is-list", CHAT, json.dumps([chat()]).encode(), 400, None, None),
     ("unknown-parameter", CHAT, chat(foo=1), 400, "foo", None),
-    ("tools-unsupported", CHAT, chat(tools=[TOOL]), 400, "tools", "unsupported_parameter"),
+    ("functions-deprecated", CHAT, chat(functions=[TOOL["function"]]), 400, "functions", "unsupported_parameter"),
+    # structured outputs and tools (tests/test_structured.py has what works)
+    ("response_format-unknown-type", CHAT, chat(response_format={"type": "xml"}), 400, "response_format.type",
+     "invalid_value"),
+    ("json_schema-without-name", CHAT, chat(response_format={"type": "json_schema", "json_schema": {
+        "schema": OBJECT}}), 400, "response_format.json_schema.name", "missing_required_parameter"),
+    ("json_schema-invalid", CHAT, json_schema({"type": "object", "properties": {"a": {"type": "colour"}}}), 400,
+     "response_format", "invalid_json_schema"),
+    ("json_schema-keyword-not-enforceable", CHAT, json_schema({"type": "array", "uniqueItems": True}), 400,
+     "response_format", "invalid_json_schema"),
+    ("json_schema-keyword-compiled-not-enforced", CHAT, json_schema({"type": "object", "properties": {
+        "a": {"type": "string", "nullable": True}}}), 400, "response_format", "invalid_json_schema"),
+    ("json_schema-sets-grammar-options", CHAT, json_schema({"type": "object", "x-guidance": {"lenient": True}}),
+     400, "response_format", "invalid_json_schema"),
+    ("strict-schema-open-object", CHAT, json_schema({"type": "object", "properties": {"a": {"type": "string"}},
+                                                     "required": ["a"]}, strict=True), 400, "response_format",
+     "invalid_json_schema"),
+    ("strict-schema-optional-property", CHAT, json_schema({**OBJECT, "properties": {"a": {"type": "string"}}},
+                                                          strict=True), 400, "response_format", "invalid_json_schema"),
+    ("strict-schema-root-array", CHAT, json_schema({"type": "array"}, strict=True), 400, "response_format",
+     "invalid_json_schema"),
+    ("json_object-without-the-word-json", CHAT, chat(response_format={"type": "json_object"}), 400, "messages",
+     None),
+    ("tools-empty", CHAT, chat(tools=[]), 400, "tools", "empty_array"),
+    ("tools-one-name-twice", CHAT, chat(tools=[TOOL, TOOL]), 400, "tools", "invalid_value"),
+    ("tool-name-with-spaces", CHAT, chat(tools=[{"type": "function", "function": {"name": "get weather"}}]), 400,
+     "tools.[0].function.name", "invalid_value"),
+    ("tool-type-built-in", CHAT, chat(tools=[{"type": "web_search"}]), 400, "tools.[0].type", "invalid_value"),
+    ("tool-parameters-not-enforceable", CHAT, chat(tools=[{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "not": {"required": ["a"]}}}}]), 400,
+     "tools.[0].function.parameters",
+     "invalid_json_schema"),
+    ("tool_choice-unknown-function", CHAT, chat(tools=[TOOL], tool_choice={"type": "function", "function": {
+        "name": "get_time"}}), 400, "tool_choice", "invalid_value"),
+    ("tool_choice-unknown-mode", CHAT, chat(tools=[TOOL], tool_choice="sometimes"), 400, "tool_choice",
+     "invalid_value"),
+    ("tool_choice-without-tools", CHAT, chat(tool_choice="required"), 400, "tool_choice", None),
+    ("parallel_tool_calls-without-tools", CHAT, chat(parallel_tool_calls=False), 400, "parallel_tool_calls", None),
+    ("tools-with-response_format", CHAT, chat(tools=[TOOL], response_format={"type": "json_object"}), 400,
+     "response_format", "unsupported_parameter"),
+    ("tool-message-answering-no-call", CHAT, chat(messages=[*HELLO, {"role": "tool", "tool_call_id": "call_x",
+                                                                    "content": "18C"}]), 400,
+     "messages.[1].tool_call_id", "invalid_tool_call_id"),
+    ("tool-call-left-unanswered", CHAT, chat(messages=[*HELLO, CALLED, {"role": "user", "content": "and?"}]), 400,
+     "messages.[2].role", "invalid_tool_call_id"),
+    ("assistant-message-empty", CHAT, chat(messages=[*HELLO, {"role": "assistant"}]), 400,
+     "messages.[1].content", None),
     ("suffix-streamed-without-fim", COMPLETIONS, completion(suffix="The end.", stream=True), 400, "stream", None),
     ("best_of-below-n", COMPLETIONS, completion(n=3, best_of=2), 400, "best_of", None),
     ("best_of-streamed", COMPLETIONS, completion(best_of=2, stream=True), 400, "best_of", None),
@@ -114,8 +168,9 @@ SDK_CASES = [
      openai.BadRequestError, "temperature", "invalid_value"),
     ("unknown-parameter", lambda c: c.chat.completions.create(**chat(), extra_body={"foo": 1}),
      openai.BadRequestError, "foo", None),
-    ("tools-unsupported", lambda c: c.chat.completions.create(**chat(tools=[TOOL])),
-     openai.BadRequestError, "tools", "unsupported_parameter"),
+    ("tool_choice-unknown-function", lambda c: c.chat.completions.create(**chat(
+        tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_time"}})),
+     openai.BadRequestError, "tool_choice", "invalid_value"),
     ("suffix-streamed-without-fim", lambda c: c.completions.create(**completion(suffix="The end.", stream=True)),
      openai.BadRequestError, "stream", None),
     ("prompt-over-window", lambda c: c.completions.create(**completion(prompt=LONG, max_tokens=8000)),

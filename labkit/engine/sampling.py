@@ -8,6 +8,7 @@ generator, so for a given seed they are the same text.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from labkit.engine.constraint import Constraint
 from labkit.engine.registry import LocalModel
 from labkit.engine.text import TextStream
 
@@ -32,6 +34,7 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: int | None = None  # None: none; k: the chosen token's logprob and the top k alternatives
     prompt_logprobs: bool = False  # also score the prompt tokens (completions with echo + logprobs)
+    grammar: str | None = None  # only texts this grammar accepts (labkit.engine.constraint)
 
 
 @dataclass
@@ -121,6 +124,7 @@ class Generation:
         self._eos = torch.tensor(sorted(self.lm.eos_token_ids), device=dev)
         self._released = [0] * p.n  # logprobs already handed out, per sequence
         self._step = 0
+        self._constraint = Constraint(self.lm, p.grammar, p.n) if p.grammar is not None else None
         if p.max_tokens == 0:  # only score the prompt (echo)
             for seq in self.sequences:
                 seq.finish_reason = "length"
@@ -133,6 +137,8 @@ class Generation:
         visible. Afterwards `keep` says which rows go on (none once `done`) and `next_tokens` what they feed."""
         p, rows = self.p, self._rows
         logits = adjust_logits(logits, self._counts, self._bias, p.presence_penalty, p.frequency_penalty)
+        if self._constraint is not None:  # logprobs are then those of the constrained distribution
+            logits = self._constraint.mask(logits, rows)
         logprobs = torch.log_softmax(logits, dim=-1)
         chosen = self._sample(logits)
         self.completion_tokens += len(rows)
@@ -142,7 +148,11 @@ class Generation:
         chosen_l = chosen.tolist()
         deltas, keep = [], []
         for r, seq_i in enumerate(rows):
-            alts = list(zip(top.indices[r].tolist(), top.values[r].tolist())) if top is not None else []
+            if self._constraint is not None:
+                self._constraint.advance(seq_i, chosen_l[r])
+            # a token the grammar forbids has probability 0: it is no alternative
+            alts = [(t, v) for t, v in zip(top.indices[r].tolist(), top.values[r].tolist())
+                    if v != -math.inf] if top is not None else []
             d = self._advance(self.sequences[seq_i], self._texts[seq_i], TokenLogprob(chosen_l[r], chosen_lp[r], alts),
                               is_eos[r], last=self._step == p.max_tokens - 1, released=self._released)
             if d.text or d.logprobs or d.finish_reason:

@@ -130,9 +130,9 @@ async def _body(request: Request, endpoint: str) -> dict:
         raise APIError(400, "The request body must be a JSON object.")
     for name in UNSUPPORTED[endpoint]:
         if body.get(name) is not None:
-            why = UNSUPPORTED_WHY.get(name, f"`{name}` is not supported by labkit's local engine")
-            raise APIError(400, f"{why}. Use the OpenAI API (set OPENAI_API_KEY) for this feature.",
-                           param=name, code="unsupported_parameter")
+            why = UNSUPPORTED_WHY.get(name, f"`{name}` is not supported by labkit's local engine. Use the OpenAI "
+                                            "API (set OPENAI_API_KEY) for this feature.")
+            raise APIError(400, why, param=name, code="unsupported_parameter")
     return body
 
 

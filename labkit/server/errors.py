@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from labkit.engine.loop import Busy
 from labkit.errors import InvalidRequestError, NotFoundError, UnknownModelError
+from labkit.server.schemas import UNION_TAG
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,16 @@ def param_path(loc: tuple) -> str | None:
     """pydantic's location -> OpenAI's param spelling: ('messages', 0, 'role') -> 'messages.[0].role'."""
     parts = [f"[{x}]" if isinstance(x, int) else str(x) for x in loc if x != "body"]
     # drop pydantic's union-branch labels such as 'str', 'list[str]', 'function-after[...]'
-    parts = [p for p in parts if not (("[" in p and not p.startswith("[")) or p in {"str", "int", "float", "bool"})]
+    # and the tags of unions picked by a field's value, such as 'role=user' (labkit.server.schemas._tagged)
+    parts = [p for p in parts if not (("[" in p and not p.startswith("[")) or "=" in p
+                                      or p in {"str", "int", "float", "bool"})]
     return ".".join(parts) or None
 
 
 def from_validation_error(err: ValidationError) -> APIError:
     first = err.errors()[0]
-    param = param_path(first["loc"])
+    tag_field = first["type"].removeprefix(UNION_TAG) if first["type"].startswith(UNION_TAG) else None
+    param = param_path((*first["loc"], *([tag_field] if tag_field else [])))
     if first["type"] == "extra_forbidden":
         return APIError(400, f"Unrecognized request argument supplied: {param}", param=param)
     if first["type"] == "missing":
@@ -60,7 +64,7 @@ def from_validation_error(err: ValidationError) -> APIError:
     got = first.get("input")
     shown = repr(got) if len(repr(got)) < 80 else type(got).__name__
     return APIError(400, f"Invalid value for '{param}': {first['msg']} (got {shown}).", param=param,
-                    code="invalid_value" if "type" not in first["type"] else "invalid_type")
+                    code="invalid_value" if tag_field or "type" not in first["type"] else "invalid_type")
 
 
 def model_not_found(name: str, why: str = "") -> APIError:

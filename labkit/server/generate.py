@@ -21,6 +21,7 @@ from labkit.engine.ranking import CANDIDATES, cut_points, suffix_logprobs
 from labkit.engine.text import token_bytes, token_str
 from labkit.errors import ContextLengthExceededError, InvalidRequestError
 from labkit.server.schemas import ChatRequest, CompletionRequest
+from labkit.server.structured import CALL_CLOSE, may_open_call, output_grammar, read_reply, render_messages
 from labkit.train.fim import SENTINELS, insertion_prompt
 
 
@@ -260,16 +261,16 @@ class CompletionRun:
 
 
 def chat_prompt(req: ChatRequest, lm: LocalModel) -> list[int]:
-    """Render messages with the model's own chat template (developer messages act as system)."""
+    """Render messages with the model's own chat template (developer messages act as system; tools and tool
+    calls as labkit.server.structured writes them)."""
     for i, m in enumerate(req.messages):
-        if m.name is not None:
+        if getattr(m, "name", None) is not None:
             raise InvalidRequestError(f"`name` is not supported locally: {lm.name}'s chat template has no place "
                                       "for it", f"messages.[{i}].name", code="unsupported_parameter")
-    msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
     if lm.tokenizer.chat_template is None:
         raise InvalidRequestError(f"{lm.name} has no chat template; use /v1/completions", "model")
     try:
-        ids = lm.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+        ids = lm.tokenizer.apply_chat_template(render_messages(req), add_generation_prompt=True, tokenize=True)
     except (TemplateError, ValueError) as e:  # templates may refuse, e.g. roles out of order
         raise InvalidRequestError(f"{lm.name}'s chat template refused these messages: {e}", "messages") from None
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
@@ -298,6 +299,7 @@ class ChatRun:
         _check_window(lm, len(self.prompt), max(max_tokens, 1), "messages")
         k = (req.top_logprobs or 0) if req.logprobs else None
         self.params = _sampling(req, lm, max_tokens, req.stop_list(), k, req.n or 1)
+        self.params.grammar = output_grammar(req, lm)
         self.id, self.created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         self.generation = Generation(lm, self.prompt, self.params)
 
@@ -312,25 +314,70 @@ class ChatRun:
                 "system_fingerprint": fingerprint(self.lm)}
 
     def response(self) -> dict:
-        choices = [{"index": s.index, "message": {"role": "assistant", "content": s.text, "refusal": None},
-                    "logprobs": _chat_logprobs(self.lm, s.logprobs) if self.req.logprobs else None,
-                    "finish_reason": s.finish_reason} for s in self.engine.run(self.generation)]
+        choices = []
+        for s in self.engine.run(self.generation):
+            reply = read_reply(s.text, self.req)
+            message = {"role": "assistant", "content": reply.content, "refusal": None}
+            if reply.tool_calls:
+                message["tool_calls"] = reply.tool_calls
+            choices.append({"index": s.index, "message": message,
+                            "logprobs": _chat_logprobs(self.lm, s.logprobs) if self.req.logprobs else None,
+                            "finish_reason": "tool_calls" if reply.tool_calls and s.finish_reason == "stop"
+                            else s.finish_reason})
         return {**self._head(), "object": "chat.completion", "choices": choices, "usage": self.usage()}
 
     def stream(self) -> Iterator[str]:
+        for chunk in self.chunks():
+            yield sse(chunk)
+        yield "data: [DONE]\n\n"
+
+    def chunks(self) -> Iterator[dict]:
+        """The answer as chat.completion.chunk objects (what stream() sends as server-sent events)."""
         include_usage = bool(self.req.stream_options and self.req.stream_options.include_usage)
         extra = {"usage": None} if include_usage else {}
         head = {**self._head(), "object": "chat.completion.chunk"}
-        yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                        "logprobs": None, "finish_reason": None}
-                                       for i in range(self.params.n)], **extra})
+        yield {**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                    "logprobs": None, "finish_reason": None} for i in range(self.params.n)], **extra}
+        replies = [_StreamedReply(self.req) for _ in range(self.params.n)]
         for deltas in self.engine.steps(self.generation):
-            yield sse({**head, "choices": [self._choice_delta(d) for d in deltas], **extra})
+            choices = [self._choice_delta(d, replies[d.index]) for d in deltas]
+            if choices := [c for c in choices if c is not None]:
+                yield {**head, "choices": choices, **extra}
         if include_usage:
-            yield sse({**head, "choices": [], "usage": self.usage()})
-        yield "data: [DONE]\n\n"
+            yield {**head, "choices": [], "usage": self.usage()}
 
-    def _choice_delta(self, d: Delta) -> dict:
-        return {"index": d.index, "delta": {"content": d.text} if d.text else {},
-                "logprobs": _chat_logprobs(self.lm, d.logprobs) if self.req.logprobs else None,
-                "finish_reason": d.finish_reason}
+    def _choice_delta(self, d: Delta, reply: _StreamedReply) -> dict | None:
+        delta = reply.push(d.text, d.finish_reason)
+        finish = "tool_calls" if d.finish_reason == "stop" and reply.calls else d.finish_reason
+        logprobs = _chat_logprobs(self.lm, d.logprobs) if self.req.logprobs and d.logprobs else None
+        if not delta and not finish and logprobs is None:
+            return None
+        return {"index": d.index, "delta": delta,
+                "logprobs": logprobs if self.req.logprobs else None, "finish_reason": finish}
+
+
+class _StreamedReply:
+    """One streamed choice of a request that may call tools: text passes as content deltas once it cannot be
+    a call; a call is sent, as one tool_calls delta, once its closing tag has come; what is left at the end
+    (a call cut off by max_tokens) as content."""
+
+    def __init__(self, req: ChatRequest):
+        self.req, self.text, self.calls = req, "", 0
+        self.is_text = not req.tools
+
+    def push(self, text: str, finish_reason: str | None) -> dict:
+        if self.is_text:
+            return {"content": text} if text else {}
+        self.text += text
+        if not may_open_call(self.text):  # text after all: release what was held back
+            self.is_text = True
+            return {"content": self.text}
+        if not finish_reason and CALL_CLOSE not in self.text:
+            return {}
+        reply = read_reply(self.text, self.req)
+        new = reply.tool_calls[self.calls:]
+        delta = {"tool_calls": [{"index": self.calls + i, **c} for i, c in enumerate(new)]} if new else {}
+        self.calls = len(reply.tool_calls)
+        if finish_reason and reply.content:
+            delta["content"] = reply.content
+        return delta

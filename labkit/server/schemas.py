@@ -7,9 +7,9 @@ refused by name: silence would teach a student the wrong thing.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, StrictStr, Tag
 
 from labkit.errors import InvalidRequestError
 
@@ -22,13 +22,17 @@ Stop = StrictStr | list[StrictStr] | None  # at most 4: checked in check(), to s
 Seed = Annotated[StrictInt, Field(ge=-(2**63), lt=2**64)]  # what a 64-bit generator seed can hold
 
 UNSUPPORTED = {
-    "chat": ["tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "response_format",
-             "audio", "modalities", "prediction", "reasoning_effort", "web_search_options", "verbosity",
-             "prompt_cache_key", "safety_identifier"],
+    "chat": ["functions", "function_call", "audio", "modalities", "prediction", "reasoning_effort",
+             "web_search_options", "verbosity", "prompt_cache_key", "safety_identifier"],
     "completions": [],
     "embeddings": [],
 }
-UNSUPPORTED_WHY: dict[str, str] = {}
+UNSUPPORTED_WHY: dict[str, str] = {
+    "functions": "`functions` is the deprecated form of `tools`, which labkit serves: send `tools` instead.",
+    "function_call": "`function_call` is the deprecated form of `tool_choice`, which labkit serves: send "
+                     "`tool_choice` instead.",
+}
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # OpenAI's rule for function and schema names
 
 
 class StreamOptions(BaseModel):
@@ -93,14 +97,130 @@ class TextPart(BaseModel):
     text: StrictStr
 
 
-class Message(BaseModel):
+def _text(content: str | list[TextPart] | None) -> str:
+    return content if isinstance(content, str) else "".join(p.text for p in content or [])
+
+
+class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "developer", "user", "assistant"]
+
+    def text(self) -> str:
+        return _text(self.content)
+
+
+class SystemMessage(_Message):
+    role: Literal["system", "developer"]
     content: StrictStr | Annotated[list[TextPart], Field(min_length=1)]
     name: StrictStr | None = None
 
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+class UserMessage(_Message):
+    role: Literal["user"]
+    content: StrictStr | Annotated[list[TextPart], Field(min_length=1)]
+    name: StrictStr | None = None
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr
+    arguments: StrictStr  # JSON text, as the model wrote it
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: StrictStr
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class AssistantMessage(_Message):
+    role: Literal["assistant"]
+    content: StrictStr | Annotated[list[TextPart], Field(min_length=1)] | None = None
+    name: StrictStr | None = None
+    refusal: StrictStr | None = None
+    tool_calls: Annotated[list[ToolCall], Field(min_length=1)] | None = None
+
+
+class ToolMessage(_Message):
+    role: Literal["tool"]
+    content: StrictStr | Annotated[list[TextPart], Field(min_length=1)]
+    tool_call_id: StrictStr
+
+
+UNION_TAG = "union_tag:"  # the error type of a union's unknown tag: "union_tag:" + the field
+
+
+def _tagged(field: str, tags: dict[str, type[BaseModel]]):
+    """A union picked by one field's value. Its tags read "field=value", which labkit.server.errors drops from
+    a param's path; an unknown value is an invalid_value error naming the field."""
+
+    def tag(value) -> str | None:
+        v = value.get(field) if isinstance(value, dict) else getattr(value, field, None)
+        return f"{field}={v}" if isinstance(v, str) and v in tags else None
+
+    allowed = ", ".join(repr(t) for t in tags)
+    members = tuple(Annotated[cls, Tag(f"{field}={v}")] for v, cls in tags.items())
+    return Annotated[Union[members], Discriminator(  # noqa: UP007 (a tuple of members needs Union[...])
+        tag, custom_error_type=f"{UNION_TAG}{field}", custom_error_message=f"{field} must be one of {allowed}")]
+
+
+Message = _tagged("role", {"system": SystemMessage, "developer": SystemMessage, "user": UserMessage,
+                           "assistant": AssistantMessage, "tool": ToolMessage})
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[StrictStr, Field(pattern=FUNCTION_NAME)]
+    description: StrictStr | None = None
+    parameters: dict | None = None  # a JSON Schema; labkit.engine.constraint checks it
+    strict: StrictBool | None = None
+
+
+class FunctionTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+
+
+class JsonObjectFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["json_object"]
+
+
+class JsonSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: Annotated[StrictStr, Field(pattern=FUNCTION_NAME)]
+    description: StrictStr | None = None
+    schema_: dict | None = Field(None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = _tagged("type", {"text": TextFormat, "json_object": JsonObjectFormat, "json_schema": JsonSchemaFormat})
 
 
 class ChatRequest(_Request):
@@ -111,6 +231,10 @@ class ChatRequest(_Request):
     store: Literal[False] | None = None  # labkit keeps no completions
     metadata: dict[StrictStr, StrictStr] | None = None
     service_tier: Literal["auto", "default"] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
 
     def check(self) -> None:
         super().check()
@@ -118,6 +242,51 @@ class ChatRequest(_Request):
             raise InvalidRequestError("top_logprobs requires logprobs to be true", "top_logprobs")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1", "max_tokens")
+        self._check_tools()
+        self._check_history()
+
+    def _check_tools(self) -> None:
+        names = [t.function.name for t in self.tools or []]
+        if self.tools is not None and not names:
+            raise InvalidRequestError("[] is too short - 'tools'", "tools", code="empty_array")
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise InvalidRequestError(f"tools name one function twice: {twice}", "tools", code="invalid_value")
+        choice = self.tool_choice
+        if choice is not None and not names and choice != "none":
+            raise InvalidRequestError("tool_choice is only allowed when tools are specified", "tool_choice")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise InvalidRequestError(f"tool_choice names function {choice.function.name!r}, which is not in "
+                                      f"tools ({', '.join(names)})", "tool_choice", code="invalid_value")
+        if self.parallel_tool_calls is not None and not names:
+            raise InvalidRequestError("parallel_tool_calls is only allowed when tools are specified",
+                                      "parallel_tool_calls")
+        if names and self.response_format is not None and self.response_format.type != "text":
+            raise InvalidRequestError("response_format cannot be combined with tools in labkit: a reply is either "
+                                      "tool calls or text in the given format, and one grammar decides which",
+                                      "response_format", code="unsupported_parameter")
+
+    def _check_history(self) -> None:
+        """Every tool message answers a call of the assistant message before it, and every call is answered
+        before the conversation goes on (OpenAI's rules)."""
+        pending: dict[str, int] = {}  # call id -> the assistant message that made it
+        for i, m in enumerate([*self.messages, None]):
+            if pending and not isinstance(m, ToolMessage) and m is not None:
+                raise InvalidRequestError(
+                    f"An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                    f"'tool_call_id'. messages.[{min(pending.values())}] has calls without an answer: "
+                    f"{', '.join(pending)}", f"messages.[{i}].role", code="invalid_tool_call_id")
+            if isinstance(m, AssistantMessage):
+                if m.content is None and not m.tool_calls:
+                    raise InvalidRequestError("an assistant message needs content or tool_calls",
+                                              f"messages.[{i}].content")
+                pending = {c.id: i for c in m.tool_calls or []}
+            elif isinstance(m, ToolMessage):
+                if m.tool_call_id not in pending:
+                    raise InvalidRequestError(
+                        f"messages.[{i}] has role 'tool' but answers tool_call_id {m.tool_call_id!r}, which the "
+                        "assistant message before it did not make (or another tool message already answered)",
+                        f"messages.[{i}].tool_call_id", code="invalid_tool_call_id")
+                del pending[m.tool_call_id]
 
 
 MAX_EMBEDDING_INPUTS = 2048  # items in one request, as OpenAI allows
