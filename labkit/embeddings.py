@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from labkit.progress import tqdm  # tqdm.auto whose final line stays in a saved notebook
 
 
 class Cache:

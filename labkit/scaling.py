@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import optimize
-from tqdm.auto import tqdm
 
+from labkit.progress import tqdm  # tqdm.auto whose final line stays in a saved notebook
 from labkit.train import corpus
 from labkit.train.trainer import TrainConfig, build_model, lr_at, window_losses
 

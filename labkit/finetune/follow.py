@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from labkit.errors import FollowTimeoutError
 from labkit.finetune.jobs import TERMINAL
+from labkit.progress import tqdm  # tqdm.auto whose final line stays in a saved notebook
 
 DEFAULT_TIMEOUT = 3600.0  # seconds; a queued remote job can wait longer than a lesson should
 

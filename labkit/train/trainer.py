@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging as hf_logging
 
 from labkit.engine.registry import home
+from labkit.progress import tqdm  # tqdm.auto whose final line stays in a saved notebook
 from labkit.train import corpus, fim
 from labkit.train.tokenizer import train_tokenizer
 
