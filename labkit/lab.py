@@ -213,7 +213,7 @@ class Lab:
         self.models = Models(**{r: roles.get(r) for r in ROLES})
         served = None
         if kind == "local":
-            served = {getattr(r, "path", "") for r in self.server.app.routes}
+            served = set(self.server.app.openapi()["paths"])  # app.routes hides included routers' routes
         elif kind == "labkit":
             served = _labkit_routes(self.base_url, self.client.api_key)
         self.capabilities = _capabilities(kind, self.models, why, self.base_url, served)

@@ -145,6 +145,10 @@ WIRE_SCHEMAS = [
     ("POST", r"/chat/completions", "CreateChatCompletionResponse"),
     ("POST", r"/completions", "CreateCompletionResponse"),
     ("POST", r"/embeddings", "CreateEmbeddingResponse"),
+    ("POST", r"/responses", "Response"),  # streams are checked event by event in tests/test_responses.py
+    ("GET", r"/responses/[^/]+", "Response"),
+    ("DELETE", r"/responses/[^/]+", None),  # the spec gives no schema; tests/test_responses.py checks the body
+    ("GET", r"/responses/[^/]+/input_items", "ResponseItemList"),
 ]
 
 

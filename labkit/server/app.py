@@ -26,10 +26,11 @@ from labkit.engine.registry import home, resolve, unload
 from labkit.finetune.jobs import ORGANIZATION, JobStore
 from labkit.finetune.store import FileStore
 from labkit.finetune.worker import Worker
-from labkit.server import embeddings, errors, files, jobs
+from labkit.server import embeddings, errors, files, jobs, responses
 from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
 from labkit.server.keys import Key, KeyAuth, Ledger
+from labkit.server.response_store import ResponseStore
 from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest, EmbeddingRequest
 
 ROLES_PATH = "/labkit/roles"  # lets a remote Lab find a labkit server's models by role
@@ -172,6 +173,7 @@ def create_app(model_names: list[str] | None = None, api_keys: list[str] | None 
     errors.install(app)
     app.include_router(files.router(file_store))
     app.include_router(jobs.router(job_store, file_store, worker, models.base_folder))
+    app.include_router(responses.router(ResponseStore(root), models, max_running, max_waiting))
     if job_store.pending():
         worker.wake()
 

@@ -108,7 +108,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, e: HTTPException):
         msg = {404: f"Invalid URL ({request.method} {request.url.path}): labkit serves /v1/models, "
-                    "/v1/completions, /v1/chat/completions, /v1/embeddings, /v1/files and /v1/fine_tuning/jobs",
+                    "/v1/completions, /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/files and "
+                    "/v1/fine_tuning/jobs",
                405: f"Method {request.method} is not allowed for {request.url.path}"}.get(e.status_code, str(e.detail))
         return error_response(e.status_code, msg)
 

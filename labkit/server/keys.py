@@ -22,9 +22,11 @@ from pathlib import Path
 
 from labkit.server.errors import APIError, error_response
 
-METERED = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")  # the POSTs that spend tokens
+METERED = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")  # POSTs that spend tokens
 COLUMNS = ("key", "name", "tokens_per_minute", "total_tokens", "role")
 ROLES = ("student", "teacher")
+RESPONSES_DELTAS = ("response.output_text.delta", "response.function_call_arguments.delta")
+RESPONSES_ENDS = ("response.completed", "response.incomplete", "response.failed")  # a Responses stream's last event
 WINDOW_S = 60.0  # tokens_per_minute counts what was used in the last minute
 
 
@@ -226,12 +228,13 @@ def _bearer(scope) -> str:
 
 class Meter:
     """Charges one answer as it is sent: a JSON answer's `usage` when its body is complete, a stream's as its
-    events pass (once, before `data: [DONE]` goes out, so a client that has read the whole stream sees the
-    charge; or when the stream stops early). Only 200s are charged.
+    events pass (once, before `data: [DONE]` or a Responses stream's response.completed goes out, so a client
+    that has read the whole stream sees the charge; or when the stream stops early). Only 200s are charged.
 
-    A stream's final `usage` event (sent when the client asked for stream_options.include_usage) gives the
-    exact figures. Without it, each streamed choice delta counts as one completion token, since labkit's
-    engine streams one token per step; its prompt tokens are then not counted."""
+    A stream's final `usage` event (sent when the client asked for stream_options.include_usage; a Responses
+    stream always ends with its usage) gives the exact figures. Without it, each streamed choice delta counts
+    as one completion token, since labkit's engine streams one token per step; its prompt tokens are then not
+    counted."""
 
     def __init__(self, ledger: Ledger, key: Key):
         self.ledger, self.key = ledger, key
@@ -250,28 +253,38 @@ class Meter:
                 for data in map(_data, events):
                     self._event(data)
             elif not message.get("more_body", False):
-                usage = json.loads(self.body).get("usage") or {}  # embeddings have no completion_tokens
-                self._charge(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+                self._charge(*_tokens(json.loads(self.body).get("usage") or {}))
 
     def _event(self, data: bytes) -> None:
         if data == b"[DONE]":
             self.close()
         elif data.startswith(b"{"):
             parsed = json.loads(data)
-            self.usage = parsed.get("usage") or self.usage
+            # a Responses stream's usage is in its last event's response; each text or arguments delta is a token
+            self.usage = parsed.get("usage") or (parsed.get("response") or {}).get("usage") or self.usage
             self.deltas += sum("role" not in c.get("delta", {}) for c in parsed.get("choices") or [])
+            self.deltas += parsed.get("type") in RESPONSES_DELTAS
+            if parsed.get("type") in RESPONSES_ENDS:
+                self.close()
 
     def close(self) -> None:
         """The answer ended (or its client left): charge a stream for what went out."""
         if self.stream and self.status == 200 and not self.charged:
             if self.usage:
-                self._charge(self.usage["prompt_tokens"], self.usage["completion_tokens"])
+                self._charge(*_tokens(self.usage))
             else:
                 self._charge(0, self.deltas)
 
     def _charge(self, prompt_tokens: int, completion_tokens: int) -> None:
         self.charged = True
         self.ledger.charge(self.key, prompt_tokens, completion_tokens)
+
+
+def _tokens(usage: dict) -> tuple[int, int]:
+    """(prompt, completion) tokens of a usage object: Chat Completions' names, or Responses' (input, output);
+    embeddings have no completion tokens."""
+    return (usage.get("prompt_tokens", usage.get("input_tokens", 0)),
+            usage.get("completion_tokens", usage.get("output_tokens", 0)))
 
 
 def _data(event: bytes) -> bytes:
