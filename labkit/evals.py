@@ -223,7 +223,10 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], model: str | None = None,
+_ROLE = object()  # run's default model: the lab's model for the prompts' role
+
+
+def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], model: str | None = _ROLE,  # type: ignore[assignment]
         concurrency: int = 8, progress: bool = True, desc: str | None = None) -> Result:
     """Ask `model` (default: the lab's chat model for chat prompts, completion model for text) about
     every item and score it. Requests run `concurrency` at a time on either backend: the local
@@ -239,7 +242,10 @@ def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], 
             raise ValueError(f"item {i} needs 'input' and 'ideal' keys, got {sorted(item)}")
     prompts = [prompt(item) for item in items]
     client = lab.client
-    if model is None:
+    if model is None:  # a role the backend has no model for (lab.models.fine_tune on OpenAI): never a silent switch
+        raise ValueError("model is None: this backend has no model for that role. Take the role from "
+                         "lab.for_role(role), which falls back to the local model and says so, and pass its .lab")
+    if model is _ROLE:
         role = "completion" if isinstance(prompts[0], str) else "chat"
         needs = ("logprobs",) if isinstance(template, Choice) and role == "chat" else ()
         served = lab.for_role(role, needs=needs) if hasattr(lab, "for_role") else None

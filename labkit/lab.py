@@ -57,7 +57,8 @@ class Capabilities:
     """What the active backend can do. A lesson asks these, never which backend it is.
 
     chat, completions (legacy /v1/completions), suffix (insertion), echo (the prompt's tokens back, on
-    completions), logprobs (on chat), embeddings, fine_tuning (creating jobs), responses (/v1/responses),
+    completions), logprobs (on chat), embeddings, pooled_embeddings (NAME-mean: a chat model's hidden states
+    averaged, labkit's), fine_tuning (creating jobs), responses (/v1/responses),
     structured_outputs (response_format with a JSON schema), local_weights (the model's weights are in this
     process: its chat template, token pieces, losses of given text), billed (requests cost money).
     `why[name]` says why a capability is missing."""
@@ -68,6 +69,7 @@ class Capabilities:
     echo: bool = False
     logprobs: bool = False
     embeddings: bool = False
+    pooled_embeddings: bool = False
     fine_tuning: bool = False
     responses: bool = False
     structured_outputs: bool = False
@@ -276,6 +278,9 @@ class Lab:
         from labkit.finetune import TOKEN_LIMITS, validate
 
         model = model or self.models.fine_tune
+        if model is None:
+            raise ValueError(f"{self.base_url} has no fine-tuning base model: pass model=..., or estimate on "
+                             "lab.for_role('fine_tune').lab")
         limit = TOKEN_LIMITS.get(model) or 65_536
         report = validate(training_file, model=model if model in TOKEN_LIMITS else "gpt-4o-mini-2024-07-18",
                           token_limit=limit, n_epochs=n_epochs)
@@ -561,7 +566,7 @@ def _capabilities(kind: str, models: Models, why: dict, base_url: str,
     if kind in ("local", "labkit"):
         where = "this process" if kind == "local" else f"the labkit server at {base_url}"
         caps = {**has, "suffix": has["completions"], "echo": has["completions"], "logprobs": has["chat"],
-                "responses": "/v1/responses" in (labkit_routes or set()),
+                "pooled_embeddings": has["chat"], "responses": "/v1/responses" in (labkit_routes or set()),
                 "structured_outputs": has["chat"] and _structured_outputs(), "local_weights": kind == "local",
                 "billed": False}
         reasons.update(responses=f"labkit's server ({where}) has no /v1/responses",
@@ -588,16 +593,17 @@ def _capabilities(kind: str, models: Models, why: dict, base_url: str,
                 "logprobs": has["chat"] and feature(chat, "logprobs"),
                 "responses": has["chat"] and endpoint(chat, catalog.RESPONSES),
                 "structured_outputs": has["chat"] and feature(chat, "structured_outputs"),
-                "local_weights": False, "billed": True}
+                "pooled_embeddings": False, "local_weights": False, "billed": True}
         reasons.setdefault("echo", reasons.get("completions", f"{completion} does not echo"))
         reasons.setdefault("logprobs", f"labkit's catalog does not say that {chat} returns logprobs")
         reasons.setdefault("responses", f"{chat} is not served on /v1/responses")
         reasons.setdefault("structured_outputs", f"labkit's catalog does not say that {chat} takes a JSON schema")
         reasons["local_weights"] = "OpenAI does not publish its models' weights or chat templates"
+        reasons["pooled_embeddings"] = "OpenAI serves no embeddings pooled from a chat model's hidden states"
     else:
         caps = {**has, "echo": has["completions"], "logprobs": has["chat"], "responses": False,
-                "structured_outputs": False, "local_weights": False, "billed": True}
-        for name in ("responses", "structured_outputs"):
+                "structured_outputs": False, "pooled_embeddings": False, "local_weights": False, "billed": True}
+        for name in ("responses", "structured_outputs", "pooled_embeddings"):
             reasons[name] = f"labkit cannot tell whether {base_url} offers {name}"
         reasons["local_weights"] = f"the model runs on {base_url}, not in this process"
     reasons.setdefault("billed", "this backend is free to use")

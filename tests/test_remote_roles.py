@@ -113,6 +113,7 @@ def test_capabilities_of_each_kind_of_backend(remote, server, lm):
     for lab in (local, teacher):
         c = lab.capabilities
         assert c.completions and c.suffix and c.echo and c.fine_tuning and c.embeddings and c.logprobs
+        assert c.pooled_embeddings
         assert not c.billed
         for name in ("responses", "structured_outputs"):  # as the installed labkit server serves them
             assert getattr(c, name) or "labkit" in c.why_not(name)
@@ -120,7 +121,7 @@ def test_capabilities_of_each_kind_of_backend(remote, server, lm):
     assert local.capabilities.local_weights and not teacher.capabilities.local_weights
     c = openai_like.capabilities
     assert c.chat and c.embeddings and c.logprobs and c.responses and c.structured_outputs and c.billed
-    assert not (c.completions or c.suffix or c.echo or c.fine_tuning or c.local_weights)
+    assert not (c.completions or c.suffix or c.echo or c.fine_tuning or c.local_weights or c.pooled_embeddings)
     assert "2026-09-28" in c.why_not("completions") and "2027-01-06" in c.why_not("fine_tuning")
     assert c.why_not("chat") is None
     with pytest.raises(ValueError, match="known"):
@@ -276,3 +277,6 @@ def test_evals_run_falls_back_where_the_role_is_gone(remote, capsys, lm):
     chat = evals.run(lab, items, evals.Choice(["positive", "negative"]),
                      lambda x: [{"role": "user", "content": x["input"]}], progress=False)
     assert chat.model == "gpt-4o-mini" and lines(capsys) == [], "chat with logprobs stays on the remote"
+    with pytest.raises(ValueError, match="for_role"):  # a role the backend lacks is never swapped silently
+        evals.run(lab, items, evals.ExactMatch(), lambda x: [{"role": "user", "content": x["input"]}],
+                  model=lab.models.fine_tune, progress=False)
