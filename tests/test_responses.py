@@ -19,6 +19,8 @@ import pytest
 
 from labkit.server import LocalServer, create_app
 from labkit.server.keys import Key
+from labkit.server.response_store import ResponseStore
+from labkit.server.responses import EventStream, Prepared
 from tests.conftest import MODEL
 from tests.test_server_errors import assert_error
 
@@ -44,6 +46,8 @@ EVENT_SCHEMAS = {
     "response.output_item.done": "ResponseOutputItemDoneEvent",
     "response.completed": "ResponseCompletedEvent",
     "response.incomplete": "ResponseIncompleteEvent",
+    "response.failed": "ResponseFailedEvent",
+    "error": "ResponseErrorEvent",
 }
 
 
@@ -177,6 +181,21 @@ def test_stream_events_and_logprobs(server, openapi, sdk):
     whole = sdk.responses.create(model=MODEL, store=False, **body)
     assert whole.output_text == text
     assert [t.model_dump() for t in whole.output[0].content[0].logprobs] == logprobs
+
+
+def test_an_engine_failure_mid_stream_ends_it_with_failed(openapi, tmp_path):
+    """No model needed: a run whose chunks break after the first delta."""
+    class Broken:
+        def chunks(self):
+            yield {"choices": [{"index": 0, "delta": {"content": "Red"}, "logprobs": None, "finish_reason": None}]}
+            raise RuntimeError("the engine loop stopped")
+
+    prep = Prepared({"model": MODEL, "input": QUESTION}, ResponseStore(tmp_path))
+    events = [json.loads(e.split("data: ", 1)[1]) for e in EventStream(prep, Broken()).events()]
+    for event in events:
+        openapi(event, EVENT_SCHEMAS[event["type"]])
+    assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
+    assert events[-1]["response"]["status"] == "failed" and events[-1]["response"]["error"]["code"] == "server_error"
 
 
 # ---------------------------------------------------------------- tools and text.format
