@@ -1,4 +1,8 @@
-"""Plotly figures the lessons share."""
+"""Plotly figures the lessons share, and how every plotly figure in a lesson is saved.
+
+Importing this module makes plotly's default renderer "plotly_mimetype+labkit_png": each figure is displayed as
+one bundle holding plotly's JSON (JupyterLab draws it, interactive, without embedding the 3 MB plotly.js) and a
+static PNG drawn offline by labkit.staticfig (what GitHub, nbviewer and HTML/PDF exports show)."""
 
 from __future__ import annotations
 
@@ -9,9 +13,21 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-# JSON in the notebook, drawn by JupyterLab itself: no 3 MB plotly.js bundle in every saved lesson
+from labkit.staticfig import StaticPngRenderer
+
+RENDERER = "plotly_mimetype+labkit_png"
+pio.renderers["labkit_png"] = StaticPngRenderer()
 if "PLOTLY_RENDERER" not in os.environ:
-    pio.renderers.default = "plotly_mimetype"
+    pio.renderers.default = RENDERER
+
+
+def mimebundle(fig: go.Figure) -> dict:
+    """The display bundle a lesson saves for `fig`: plotly's JSON, the static PNG and a text line."""
+    fig_dict = fig.to_dict()
+    bundle = dict(pio.renderers["plotly_mimetype"].to_mimebundle(dict(fig_dict)))
+    bundle.update(pio.renderers["labkit_png"].to_mimebundle(fig_dict))
+    bundle["text/plain"] = f"<Figure: {fig.layout.title.text or 'untitled'}>"
+    return bundle
 
 
 def token_logprobs(content, title: str = "How sure was the model of each token?") -> go.Figure:

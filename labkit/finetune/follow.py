@@ -72,10 +72,12 @@ def follow(client, job_id: str, poll_seconds: float = 2.0, plot: bool = True, pr
 
 def _show(fig, handle):
     """Draw a figure, or redraw it in place. Plotly's own display path ignores display ids, so the
-    figure goes out as the bundle JupyterLab draws (and a saved notebook keeps only the last one)."""
+    figure goes out as viz's bundle (plotly JSON and a static PNG; a saved notebook keeps only the last one)."""
     from IPython.display import display
 
-    bundle = {"application/vnd.plotly.v1+json": fig.to_plotly_json(), "text/plain": f"<{fig.layout.title.text}>"}
+    from labkit import viz
+
+    bundle = viz.mimebundle(fig)
     if handle is None:
         return display(bundle, raw=True, display_id=True)
     handle.update(bundle, raw=True)
