@@ -79,11 +79,14 @@ class Generated:
 
     max_tokens: int = 32
     stop: list[str] | None = field(default_factory=lambda: ["\n"])
+    response_format: dict | None = None  # chat's response_format: the answer constrained to a JSON schema
 
     def ask(self, client, model: str, prompt: Prompt, item: dict) -> dict:
         kw = {"max_tokens": self.max_tokens, "temperature": 0}
         if self.stop:
             kw["stop"] = self.stop
+        if self.response_format is not None:
+            kw["response_format"] = self.response_format
         text, _ = _complete(client, model, prompt, **kw)
         return {"answer": text, "correct": self.score(text, item)}
 
@@ -116,6 +119,16 @@ class JsonReply(Generated):
     max_tokens: int = field(default=64, kw_only=True)
     stop: list[str] | None = field(default=None, kw_only=True)
 
+    def ask(self, client, model: str, prompt: Prompt, item: dict) -> dict:
+        row = super().ask(client, model, prompt, item)
+        return {**row, "valid_json": _parses(row["answer"])}  # JSON at all, whatever its shape
+
+    def schema(self) -> dict:
+        """The JSON Schema of the shape, in strict mode's form (every key required, no others)."""
+        types = {str: "string", float: "number", int: "integer", bool: "boolean"}
+        return {"type": "object", "properties": {k: {"type": types[t]} for k, t in self.keys.items()},
+                "required": list(self.keys), "additionalProperties": False}
+
     def score(self, answer: str, item: dict) -> bool:
         try:
             obj = json.loads(answer)
@@ -123,6 +136,14 @@ class JsonReply(Generated):
             return False
         return isinstance(obj, dict) and set(obj) == set(self.keys) and all(
             _is(obj[k], t) for k, t in self.keys.items())
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _is(value, kind: type) -> bool:
@@ -211,6 +232,28 @@ class Result:
     def __repr__(self) -> str:
         lo, hi = self.interval
         return f"{self.model}: accuracy {self.accuracy:.1%} (95% CI {lo:.1%}-{hi:.1%}) over {self.n} items"
+
+    def save(self, name: str) -> Path:
+        """Keep this result as LABKIT_HOME/results/NAME.json, where a later lesson can compare with it."""
+        path = _results() / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"model": self.model, "rows": self.df.to_dict("records")}, default=str))
+        return path
+
+    @classmethod
+    def saved(cls, name: str) -> Result | None:
+        """A result save(name) kept, or None if none was saved on this machine."""
+        path = _results() / f"{name}.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return cls(pd.DataFrame(data["rows"]), data["model"])
+
+
+def _results() -> Path:
+    from labkit.engine.registry import home
+
+    return home() / "results"
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -54,6 +54,40 @@ def test_text_templates_score_known_answers(template, answer, ideal, correct):
     assert result.df["correct"].tolist() == [correct] and result.df["answer"][0] == answer
 
 
+@pytest.mark.parametrize("answer, valid_json, correct", [
+    ('{"answer": "Rabat", "confidence": 0.9}', True, True),
+    ('{"answer": "Rabat", "confidence": "high"}', True, False),
+    ('["Rabat", 0.9]', True, False),
+    ('The capital is Rabat.', False, False),
+])
+def test_json_reply_tells_json_from_the_right_shape(answer, valid_json, correct):
+    result = evals.run(lab_with(ScriptedClient(answer)), [{"input": "q", "ideal": "Rabat"}],
+                       evals.JsonReply({"answer": str, "confidence": float}), chat, progress=False)
+    assert result.df["valid_json"].tolist() == [valid_json] and result.df["correct"].tolist() == [correct]
+
+
+def test_json_reply_sends_its_response_format_and_states_its_schema():
+    shape = evals.JsonReply({"answer": str, "confidence": float})
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": shape.schema(), "strict": True}}
+    client = ScriptedClient("{}")
+    evals.run(lab_with(client), [{"input": "q", "ideal": "x"}], evals.JsonReply(shape.keys, response_format=fmt),
+              chat, progress=False)
+    assert client.requests[0]["response_format"] == fmt
+    assert shape.schema() == {"type": "object", "properties": {"answer": {"type": "string"},
+                                                                "confidence": {"type": "number"}},
+                              "required": ["answer", "confidence"], "additionalProperties": False}
+
+
+def test_a_saved_result_comes_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    assert evals.Result.saved("04_fine_tuned") is None
+    result = evals.run(lab_with(ScriptedClient("b")), [{"input": "q", "ideal": "b"}, {"input": "r", "ideal": "c"}],
+                       evals.ExactMatch(), chat, progress=False)
+    result.save("04_fine_tuned")
+    back = evals.Result.saved("04_fine_tuned")
+    assert back.model == result.model and back.accuracy == 0.5 and back.df.answer.tolist() == ["b", "b"]
+
+
 def test_choice_reads_logprobs_not_text():
     top = {" Pos": -2.0, "neg": -0.3, "Negative": -0.1, "!": -0.01}
     client = ScriptedClient("whatever the text says", top)
