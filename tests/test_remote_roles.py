@@ -254,8 +254,6 @@ def test_the_catalog_knows_every_model_a_lesson_or_lab_can_pick():
     assert not unknown, f"models a lesson or Lab can name that the catalog does not know: {unknown}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: lessons still write OpenAI model names; the notebooks' engineer "
-                                       "replaces them (lab.for_role, catalog.names); then remove this mark")
 def test_no_lesson_cell_names_an_openai_model():
     found = named_models()
     assert not found, "code cells naming OpenAI models literally (use roles or labkit.catalog):\n" + "\n".join(
