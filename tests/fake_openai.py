@@ -3,7 +3,7 @@
 `FakeOpenAI(create_app([...]))` is a thin ASGI layer over labkit's app:
 
 - GET /v1/models lists OpenAI's current model names (with OpenAI's optional `shutdown_date`), not labkit's;
-- chat and embedding requests naming one of them are renamed to the local model that stands in for it, and the
+- chat, Responses and embedding requests naming one of them are renamed to the local model that stands in for it, and the
   answer carries the OpenAI name back (so usage is counted, and priced, under the name the client sent);
 - POST /v1/completions serves nothing: every completions model is shut down (2026-09-28), so a request naming
   one is OpenAI's 404 `model_not_found`, and a chat model there is OpenAI's 404 "This is a chat model ...";
@@ -68,7 +68,7 @@ class FakeOpenAI:
             self.refused_jobs += 1
             return await _json(send, 403, {"error": {"message": FINE_TUNING_REFUSED, "type": "invalid_request_error",
                                                      "param": None, "code": None}})
-        if method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings"):
+        if method == "POST" and path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/responses"):
             body = await _drain(receive)
             try:
                 request = json.loads(body)

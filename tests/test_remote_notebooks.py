@@ -34,7 +34,8 @@ def test_lesson_04_fine_tunes_on_a_labkit_server_through_the_openai_backend(tmp_
         jobs = client.fine_tuning.jobs.list().data
         models = [m.id for m in client.models.list()]
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert printed.startswith("openai backend; fine-tuning smollm2-135m-instruct")
+    assert printed.startswith("fine-tuning smollm2-135m-instruct"), "the server's own model, no local fallback"
+    assert "this cell runs on the local model" not in printed
     assert [j.status for j in jobs] == ["succeeded"], "the lesson's job ran on the server"
     assert f"succeeded {jobs[0].fine_tuned_model}" in printed
     assert jobs[0].fine_tuned_model not in models, "and the lesson deleted the model it made"
@@ -49,6 +50,39 @@ def test_lesson_05_embeds_through_a_labkit_server_as_the_openai_backend(tmp_path
         monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "kernel"))  # an empty embedding cache: all over HTTP
         nb = run_remote("05_embeddings.ipynb", base_url, monkeypatch)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert printed.startswith("openai backend: {'trained for similarity': 'all-minilm-l6-v2', "
+    assert printed.startswith("{'trained for similarity': 'all-minilm-l6-v2', "
                               "'LM hidden states': 'smollm2-135m-instruct-mean'}")
+    assert "this cell runs on the local model" not in printed, "a teacher's server serves every role"
     assert (tmp_path / "kernel" / "embeddings.sqlite").is_file(), "the lesson's vectors came over HTTP, then the cache"
+
+
+# ---------------------------------------------------------------- against OpenAI as it answers today
+
+
+def printed_lines(nb) -> list[str]:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs).splitlines()
+
+
+def test_lesson_01_on_openai_today_runs_its_completion_cells_locally_and_says_why(fake_openai, monkeypatch):
+    nb = run_remote("01_completion_vs_chat.ipynb", fake_openai.base_url, monkeypatch)
+    lines = printed_lines(nb)
+    fallback = [x for x in lines if "this cell runs on the local model" in x]
+    assert len(fallback) == 1 and "2026-09-28" in fallback[0], "one line, once, says why completions run locally"
+    assert "chat model:       gpt-4o-mini" in lines, "chat stays on the remote"
+    assert "OpenAI does not publish its chat template; run this lesson locally to see one." in lines
+
+
+def test_lesson_05_on_openai_today_embeds_remotely_and_pools_locally(fake_openai, monkeypatch, tmp_path):
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "kernel"))
+    nb = run_remote("05_embeddings.ipynb", fake_openai.base_url, monkeypatch)
+    lines = printed_lines(nb)
+    assert any(x.startswith("{'trained for similarity': 'text-embedding-3-small', 'LM hidden states': "
+                            "'smollm2-135m-instruct-mean'}") for x in lines), lines[:5]
+    assert sum("this cell runs on the local model" in x for x in lines) == 1, "pooled hidden states are labkit's"
+
+
+def test_lesson_07_on_openai_today_runs_every_cell_on_the_remote(fake_openai, monkeypatch):
+    nb = run_remote("07_structured_outputs_and_tools.ipynb", fake_openai.base_url, monkeypatch)
+    lines = printed_lines(nb)
+    assert "chat model: gpt-4o-mini" in lines
+    assert not any("this cell runs on the local model" in x for x in lines), "OpenAI serves all of lesson 07"
