@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from labkit.progress import tqdm
 
 from labkit import DATA
+from labkit.progress import tqdm
 
 Prompt = str | list[dict]
 
