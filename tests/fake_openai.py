@@ -3,8 +3,8 @@
 `FakeOpenAI(create_app([...]))` is a thin ASGI layer over labkit's app:
 
 - GET /v1/models lists OpenAI's current model names (with OpenAI's optional `shutdown_date`), not labkit's;
-- chat, Responses and embedding requests naming one of them are renamed to the local model that stands in for it, and the
-  answer carries the OpenAI name back (so usage is counted, and priced, under the name the client sent);
+- chat, Responses and embedding requests naming one of them are renamed to the local model that stands in for
+  it, and the answer carries the OpenAI name back (so usage is counted, and priced, under the name the client sent);
 - POST /v1/completions serves nothing: every completions model is shut down (2026-09-28), so a request naming
   one is OpenAI's 404 `model_not_found`, and a chat model there is OpenAI's 404 "This is a chat model ...";
 - POST /v1/fine_tuning/jobs is refused as OpenAI refuses organisations since self-serve fine-tuning closed.
