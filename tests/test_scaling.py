@@ -104,6 +104,21 @@ def test_a_sweep_appends_runs_and_resumes_without_repeating_any(tmp_path):
     assert len(scaling.sweep(tiny, path, progress=False)) == 4, "each recipe sees only its own runs"
 
 
+def test_runs_trained_side_by_side_equal_runs_trained_one_at_a_time(tmp_path):
+    from labkit.train import parallel
+
+    tiny = dataclasses.replace(PROFILES["ci"], shapes=(Shape(1, 8, 2), Shape(1, 12, 2), Shape(1, 16, 2)),
+                               tokens_per_param=2, eval_windows=8)
+    alone = scaling.sweep(tiny, tmp_path / "alone.jsonl", progress=False, workers=1)
+    together = scaling.sweep(tiny, tmp_path / "together.jsonl", progress=False, workers=2)
+    assert parallel.started(), "a helper process trained some of them"
+    timeless = [[{k: v for k, v in r.items() if k != "seconds"} for r in rs] for rs in (alone, together)]
+    assert timeless[0] == timeless[1], "the same losses to the last bit, returned in the ladder's order"
+    with pytest.raises(ValueError, match="fresh data"):  # a helper's error reaches the caller
+        scaling.sweep(dataclasses.replace(tiny, tokens_per_param=10_000), tmp_path / "greedy.jsonl", progress=False,
+                      workers=2)
+
+
 def test_a_run_that_would_repeat_data_is_refused():
     greedy = dataclasses.replace(PROFILES["ci"], tokens_per_param=10_000)
     with pytest.raises(ValueError, match="fresh data"):
