@@ -39,6 +39,7 @@ import torch
 from transformers import DynamicCache
 
 from labkit.engine import DEFAULT_MODEL, load
+from labkit.engine.text import byte_decoder
 
 
 def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -308,18 +309,6 @@ class XGrammar(Library):
         m.reset()
 
 
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level BPE alphabet, inverted: the character a token's string uses for each byte."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
 class OutlinesCore(Library):
     name, package = "outlines-core", "outlines_core"
 
@@ -327,7 +316,7 @@ class OutlinesCore(Library):
         import outlines_core
 
         self.oc = outlines_core
-        decode = _byte_decoder()
+        decode = byte_decoder()
         added = set(tokenizer.added_tokens_decoder)  # special and added tokens are no text
         tokens: dict[bytes, list[int]] = {}
         for text, i in tokenizer.get_vocab().items():

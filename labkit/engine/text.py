@@ -6,7 +6,7 @@ from functools import cache
 
 
 @cache
-def _byte_decoder() -> dict[str, int]:
+def byte_decoder() -> dict[str, int]:
     """GPT-2's byte-level BPE maps each byte to a printable character; this inverts it."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
     cs = bs[:]
@@ -22,7 +22,7 @@ def _byte_decoder() -> dict[str, int]:
 def token_bytes(tokenizer, token_id: int) -> bytes:
     """The exact bytes a token stands for (a token may hold part of a UTF-8 character)."""
     piece = tokenizer.convert_ids_to_tokens(token_id)
-    table = _byte_decoder()
+    table = byte_decoder()
     if piece is not None and all(ch in table for ch in piece):
         return bytes(table[ch] for ch in piece)
     return tokenizer.decode([token_id]).encode()

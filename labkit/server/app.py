@@ -8,7 +8,6 @@ Models load on first use, so the server answers /v1/models at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from pathlib import Path
@@ -31,7 +30,14 @@ from labkit.server.errors import APIError
 from labkit.server.generate import ChatRun, CompletionRun
 from labkit.server.keys import Key, KeyAuth, Ledger
 from labkit.server.response_store import ResponseStore
-from labkit.server.schemas import UNSUPPORTED, UNSUPPORTED_WHY, ChatRequest, CompletionRequest, EmbeddingRequest
+from labkit.server.schemas import (
+    UNSUPPORTED,
+    UNSUPPORTED_WHY,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    parse_body,
+)
 
 ROLES_PATH = "/labkit/roles"  # lets a remote Lab find a labkit server's models by role
 USAGE_PATH = "/labkit/usage"  # tokens used per key, for the teacher's key
@@ -121,14 +127,7 @@ def local_roles(models: Models) -> dict:
 
 
 async def _body(request: Request, endpoint: str) -> dict:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"We could not parse the JSON body of your request ({e}). The body must be "
-                       "valid JSON.") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.")
+    body = parse_body(await request.body())
     for name in UNSUPPORTED[endpoint]:
         if body.get(name) is not None:
             why = UNSUPPORTED_WHY.get(name, f"`{name}` is not supported by labkit's local engine. Use the OpenAI "

@@ -33,7 +33,7 @@ from labkit.errors import InvalidRequestError
 from labkit.server.errors import APIError, from_validation_error
 from labkit.server.generate import ChatRun
 from labkit.server.response_store import ResponseStore
-from labkit.server.schemas import FUNCTION_NAME, ChatRequest, Temperature, TopP
+from labkit.server.schemas import FUNCTION_NAME, ChatRequest, Temperature, TopP, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -722,18 +722,6 @@ def _threads_for(requests: int) -> None:
     threads_for(requests)
 
 
-async def _body(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"We could not parse the JSON body of your request ({e}). The body must be "
-                       "valid JSON.") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "The request body must be a JSON object.")
-    return body
-
-
 def _chat_run(prep: Prepared, lm, engine) -> ChatRun:
     try:
         return ChatRun(prep.chat, lm, engine)
@@ -747,7 +735,7 @@ def router(store: ResponseStore, models, max_running: int | None = None, max_wai
 
     @r.post("/v1/responses")
     async def create(request: Request):
-        body = await _body(request)
+        body = parse_body(await request.body())
         prep = await run_in_threadpool(Prepared, body, store)
         lm = await run_in_threadpool(models.get, prep.chat.model)
         engine = engine_loop(lm, max_running, max_waiting)

@@ -7,6 +7,7 @@ refused by name: silence would teach a student the wrong thing.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, StrictStr, Tag
@@ -145,6 +146,18 @@ class ToolMessage(_Message):
     role: Literal["tool"]
     content: StrictStr | Annotated[list[TextPart], Field(min_length=1)]
     tool_call_id: StrictStr
+
+
+def parse_body(raw: bytes) -> dict:
+    """A request's body as the JSON object every endpoint takes, or OpenAI's 400."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidRequestError(f"We could not parse the JSON body of your request ({e}). The body must be "
+                                  "valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return body
 
 
 UNION_TAG = "union_tag:"  # the error type of a union's unknown tag: "union_tag:" + the field
