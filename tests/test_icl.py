@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labkit.train.icl import ICLConfig, accuracy_by_shots, control, majority_vote_accuracy, probe, sequences, train_icl
+from labkit.engine.registry import home
+from labkit.train.icl import ICLConfig, accuracy_by_shots, control, majority_vote_accuracy, probe, sequences, train_pair
 
 SMALL = ICLConfig(sequences=20_000)
 
@@ -42,12 +43,24 @@ def test_majority_vote_sets_the_yardstick():
     assert ideal[8] > 0.95
 
 
-def test_in_context_learning_emerges_and_the_control_stays_at_chance(tmp_path):
-    icl = train_icl(SMALL, tmp_path / "icl", steps=600, progress=False)
-    fixed = train_icl(control(SMALL), tmp_path / "control", steps=600, progress=False)
-    learner = accuracy_by_shots(icl, SMALL, shots=(0, 8), count=300)
-    memorizer = accuracy_by_shots(fixed, SMALL, shots=(0, 8), count=300)
+def test_in_context_learning_emerges_and_the_control_stays_at_chance():
+    """Lesson 03's two models (its config, its 1000 steps, its folders): trained here side by side, or reused if
+    this code already trained them, and lesson 03 then reuses them instead of training them a second time."""
+    cfg = ICLConfig()
+    icl, fixed = train_pair(cfg, home() / "runs", steps=1000, progress=False)
+    learner = accuracy_by_shots(icl, cfg, shots=(0, 8), count=300)
+    memorizer = accuracy_by_shots(fixed, cfg, shots=(0, 8), count=300)
     assert learner[8] > 0.6 and learner[0] < 0.4, learner
     assert memorizer[8] < 0.4, f"the control cannot use a new mapping: {memorizer}"
-    assert accuracy_by_shots(fixed, control(SMALL), shots=(0,), count=300, mapping="fixed")[0] > 0.6, \
+    assert accuracy_by_shots(fixed, control(cfg), shots=(0,), count=300, mapping="fixed")[0] > 0.6, \
         "but it knows its own mapping by heart, with no examples at all"
+
+
+def test_a_model_trained_with_this_config_is_reused_and_another_is_not(tmp_path):
+    tiny = ICLConfig(sequences=2_000)
+    first = train_pair(tiny, tmp_path, steps=20, progress=False)[0]
+    trained = (first / "model.safetensors").stat().st_mtime_ns
+    assert train_pair(tiny, tmp_path, steps=20, progress=False)[0] == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == trained, "the same config and steps: reused"
+    train_pair(tiny, tmp_path, steps=25, progress=False)
+    assert (first / "model.safetensors").stat().st_mtime_ns != trained, "other steps: trained again"

@@ -12,10 +12,16 @@ weights and never needs the context. On a mapping it has never seen, it should s
 
     model_dir = train_icl(ICLConfig(), "runs/icl")             # ~1 minute on 2 CPU cores
     accuracy_by_shots(model_dir, ICLConfig(), shots=(0, 1, 2, 4, 8))
+
+A model already trained in that folder by this code with the same config and steps is reused, not trained again
+(lesson 03 and tests/test_icl.py train the same two models: whichever runs first trains them).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -80,9 +86,57 @@ def _noisy(labels: np.ndarray, icl: ICLConfig, rng: np.random.Generator) -> np.n
     return np.where(flip, (labels + rng.integers(1, icl.labels, labels.shape)) % icl.labels, labels)
 
 
-def train_icl(icl: ICLConfig, out_dir: str | Path, steps: int = 1500, progress: bool = True) -> Path:
+def train_icl(icl: ICLConfig, out_dir: str | Path, steps: int = 1500, progress: bool = True,
+              reuse: bool = True) -> Path:
+    """Train a model on `icl` sequences into out_dir, from scratch. With reuse, a model this code already trained
+    there with the same config and steps is kept instead (training is deterministic: it would come out the same)."""
+    out, stamp = Path(out_dir), _stamp(icl, steps)
+    if reuse and _read_stamp(out) == stamp and (out / "model.safetensors").is_file():
+        if progress:
+            print(f"reusing the model in {out}: trained earlier by this code with this config and {steps} steps")
+        return out
+    (out / STAMP).unlink(missing_ok=True)
     data = (tokenizer(icl), sequences(icl, icl.sequences, icl.seed), sequences(icl, 512, icl.seed + 1))
-    return train(train_config(icl, steps), out_dir, resume=False, progress=progress, data=data)
+    done = train(train_config(icl, steps), out, resume=False, progress=progress, data=data)
+    (out / STAMP).write_text(json.dumps(stamp, indent=1))
+    return done
+
+
+def train_pair(icl: ICLConfig, folder: str | Path, steps: int = 1500, progress: bool = True,
+               reuse: bool = True) -> tuple[Path, Path]:
+    """The in-context learner (folder/icl) and its control (folder/icl-control), trained side by side, each in a
+    process of its own, where there are 2 cores or more (labkit.train.parallel: 1.3x on 2 cores)."""
+    from labkit.train import parallel
+
+    folder = Path(folder)
+    jobs = [(icl, folder / "icl", steps, False, reuse), (control(icl), folder / "icl-control", steps, False, reuse)]
+    trained = {}
+    parallel.run_all(train_icl, jobs, parallel.workers_for(len(jobs)),
+                     lambda job, out: trained.__setitem__(job[1], out))
+    if progress:
+        for job in jobs:
+            log = json.loads((trained[job[1]] / "train_log.json").read_text())
+            print(f"{trained[job[1]]}: {steps} steps, valid loss {log['history'][-1]['valid_loss']:.3f}")
+    return trained[jobs[0][1]], trained[jobs[1][1]]
+
+
+STAMP = "icl_stamp.json"  # what trained the model in a folder: the config, the steps, the code and its libraries
+
+
+def _stamp(icl: ICLConfig, steps: int) -> dict:
+    import transformers
+
+    here = Path(__file__).resolve().parent
+    code = hashlib.sha256(b"".join((here / name).read_bytes() for name in ("icl.py", "trainer.py"))).hexdigest()
+    return {"icl": dataclasses.asdict(icl), "steps": steps, "code": code[:16], "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def _read_stamp(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def probe(icl: ICLConfig, shots: int, count: int, seed: int, mapping: str = "new") -> tuple[np.ndarray, np.ndarray]:
