@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from labkit.engine import Generation, SamplingParams
-from labkit.engine.loop import engine_loop
+from labkit.engine.loop import BLOCK, engine_loop
 from labkit.server import LocalServer, create_app
 from tests.conftest import MODEL
 
@@ -111,6 +111,32 @@ def test_a_long_prompt_is_cut_in_the_same_chunks_alone_and_under_load(lm):
     for t in others:
         t.join()
     assert loaded == alone
+
+def test_a_prompt_that_starts_with_cached_blocks_answers_as_when_it_runs_whole(lm):
+    """Few-shot evals send the same shots before every item: the loop keeps the keys and values of whole prompt
+    blocks and runs only the rest, with the very numbers running the whole prompt gives."""
+    loop = engine_loop(lm)
+    shots = " ".join(f"Review {i}: the soup was {'warm' if i % 2 else 'cold'}. Sentiment: "
+                     f"{'positive' if i % 2 else 'negative'}." for i in range(24))
+    prompts = [lm.tokenizer(f"{shots} Review {q}. Sentiment:").input_ids
+               for q in ("lovely staff", "a long wait for cold food", "fine")]
+    assert len(prompts[0]) > 2 * BLOCK
+    params = SamplingParams(max_tokens=6, seed=3, temperature=0.8, logprobs=2)
+
+    def answer(ids):
+        s = loop.run(Generation(lm, ids, params))[0]
+        return s.token_ids, [(lp.logprob, lp.top) for lp in s.logprobs]
+
+    whole = []
+    for ids in prompts:
+        loop.prefixes.clear()
+        whole.append(answer(ids))
+    loop.prefixes.clear()
+    hits = loop.prefixes.hits
+    cached = [answer(ids) for ids in prompts]
+    assert loop.prefixes.hits - hits >= 2 * (len(prompts) - 1), "the shared blocks were taken from the cache"
+    assert cached == whole
+
 
 def stream_then_leave(base_url: str, key: str | None, tokens: int = 400) -> None:
     """Start a long streamed chat over raw HTTP, read a few events, then close the connection."""
