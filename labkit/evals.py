@@ -269,6 +269,14 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 _ROLE = object()  # run's default model: the lab's model for the prompts' role
 
 
+def concurrently(fn: Callable, *iterables, concurrency: int = 8) -> list:
+    """[fn(*args) for args in zip(*iterables)], `concurrency` calls at a time, results in order. Requests sent
+    together are decoded together by the local server's engine loop, each answering exactly as it would alone,
+    and overlap on a remote API: `run` sends its requests this way too."""
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(fn, *iterables))
+
+
 def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], model: str | None = _ROLE,  # type: ignore[assignment]
         concurrency: int = 8, progress: bool = True, desc: str | None = None) -> Result:
     """Ask `model` (default: the lab's chat model for chat prompts, completion model for text) about
