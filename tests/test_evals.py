@@ -145,6 +145,25 @@ def test_concurrency_keeps_item_order():
     assert result.df["input"].tolist() == [str(i) for i in range(30)] and result.accuracy == 1.0
 
 
+def test_concurrently_overlaps_calls_and_keeps_their_order():
+    import threading
+    import time
+
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def slow(i, x):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return i * x
+
+    assert evals.concurrently(slow, range(20), range(20), concurrency=4) == [i * i for i in range(20)]
+    assert 1 < peak[0] <= 4, f"{peak[0]} calls ran at once"
+
+
 @pytest.mark.parametrize("items, message", [([], "empty"), ([{"input": "x"}], "'ideal'")])
 def test_bad_items_name_the_problem(items, message):
     with pytest.raises(ValueError, match=message):
