@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -138,7 +139,10 @@ def run_all(fn: Callable, jobs: Sequence[tuple], workers: int, done: Callable[[t
 
 
 def _serve(threads: int) -> None:
-    """The helper's side: read (fn, args, kwargs), answer (ok, result or error), until the input ends."""
+    """The helper's side: read (fn, args, kwargs), answer (ok, result or error), until the input ends.
+    Ctrl-C (or a notebook's interrupt, sent to the kernel's whole process group) is its parent's to handle: a
+    helper finishes the call it has, and its parent records it or not."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever the functions print goes to stderr, not into the answers
