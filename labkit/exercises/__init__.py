@@ -1,0 +1,39 @@
+"""Exercises at the end of each lesson, and the checks a student runs on an answer.
+
+A lesson's exercise cell reads:
+
+    answer = ...  # replace ... with your answer
+    lesson01.check_1(answer)
+
+`...` (or None) means "not answered yet": the check prints what to do and returns, so a lesson with its
+exercises untouched still runs top to bottom (and under nbmake). A right answer prints why it is right; a wrong
+one raises `ExerciseError` (an AssertionError) whose message says what to look at. One module per lesson
+(`labkit.exercises.lesson01`, ...); the solutions are in `notebooks/solutions/`, and the test suite proves each
+check passes on its solution and fails on an obvious wrong answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ExerciseError(AssertionError):
+    """A wrong answer to an exercise; the message is a hint, not the solution."""
+
+
+def answered(exercise: str, value: Any, how: str) -> bool:
+    """False (after printing what to do) while `value` is still the placeholder `...` or None."""
+    if value is ... or value is None:
+        print(f"{exercise}: not answered yet — {how}")
+        return False
+    return True
+
+
+def expect(condition: bool, exercise: str, hint: str) -> None:
+    """Raise ExerciseError naming the exercise with `hint` unless `condition` holds."""
+    if not condition:
+        raise ExerciseError(f"{exercise}: not yet. {hint}")
+
+
+def passed(exercise: str, why: str) -> None:
+    print(f"{exercise}: correct — {why}")
