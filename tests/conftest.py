@@ -4,6 +4,7 @@ and validators for OpenAI's published response schemas."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import socket
 import subprocess
@@ -15,11 +16,27 @@ from pathlib import Path
 import openai
 import pytest
 
-from labkit.engine import DEFAULT_MODEL, load
+from labkit.engine import DEFAULT_MODEL, load, replay
 from labkit.server import LocalServer, create_app
 
 SPEC = Path(__file__).resolve().parent / "openapi" / "openapi.yaml"  # OpenAI's, carried in the project (README there)
 MODEL = DEFAULT_MODEL
+
+
+REPLAY = os.environ.get(replay.ENV)  # `make test` sets it for the lessons (labkit.engine.replay)
+
+
+@pytest.fixture(autouse=True)
+def fresh_generations(monkeypatch):
+    """Unit tests always run the model: the seeded-generation cache `make test` turns on is for the lessons.
+    A test that runs a lesson turns it back on with `lesson_replay`."""
+    monkeypatch.delenv(replay.ENV, raising=False)
+
+
+def lesson_replay(monkeypatch) -> None:
+    """Share seeded generations with the suite's other runs of the lessons, as nbmake's kernels do."""
+    if REPLAY is not None:
+        monkeypatch.setenv(replay.ENV, REPLAY)
 
 
 @pytest.fixture(scope="session")

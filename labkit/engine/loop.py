@@ -42,6 +42,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
+from labkit.engine import replay
 from labkit.engine.registry import LocalModel
 from labkit.engine.sampling import Delta, Generation
 
@@ -182,7 +183,12 @@ class EngineLoop:
     # ------------------------------------------------------------ what other threads call
 
     def steps(self, gen: Generation, timeout: float = 1.0) -> Iterator[list[Delta]]:
-        """Deltas of `gen` as the loop produces them, like gen.steps(). Closing the iterator early cancels it."""
+        """Deltas of `gen` as the loop produces them, like gen.steps(). Closing the iterator early cancels it.
+        A seeded generation already stored by labkit.engine.replay (when that cache is on) is replayed instead."""
+        stored, recording = replay.lookup(self.lm, gen)
+        if stored is not None:
+            yield from stored
+            return
         job = self._submit(gen)
         try:
             while True:
@@ -193,9 +199,13 @@ class EngineLoop:
                         raise RuntimeError(f"the engine loop of {self.lm.name} stopped") from None
                     continue
                 if item is _END:
+                    if recording is not None:
+                        recording.save(gen)
                     return
                 if isinstance(item, BaseException):
                     raise item
+                if recording is not None:
+                    recording.steps.append(item)
                 yield item
         finally:
             gen.cancelled = True  # a consumer that stops listening (a client that left) frees its rows

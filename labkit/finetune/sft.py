@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
+
+from labkit.engine import replay
 
 IGNORE = -100  # label of a token the loss skips
 BASE_LEARNING_RATE = 5e-5  # what a job's learning_rate_multiplier scales
@@ -98,8 +101,41 @@ def sft(base: str | Path, train_file: str | Path, out_dir: str | Path, hyper: Hy
 
     on_event receives {"step", "total_steps", "train_loss", "tokens"[, "valid_loss"]} after every step
     (tokens: those in the batch) and {"epoch", "checkpoint"} after every epoch; should_stop is polled
-    between steps (cancel)."""
+    between steps (cancel). With labkit.engine.replay's cache on, a run already made with the same base, data
+    and hyperparameters is replayed: its checkpoints copied to out_dir, its events sent again."""
     out = Path(out_dir)
+    key = replay.training_key(Path(base), Path(train_file), valid_file and Path(valid_file), hyper) \
+        if replay.enabled() else None
+    kept = replay.stored_training(key) if key else None
+    if kept is not None:
+        return _replay(kept, out, on_event, should_stop)
+    events: list[dict] = []
+
+    def record(event: dict) -> None:
+        events.append(dict(event))
+        on_event(event)
+
+    checkpoint = _train(base, train_file, out, hyper, valid_file, record if key else on_event, should_stop)
+    if key and checkpoint is not None:
+        replay.keep_training(key, events, out)
+    return checkpoint
+
+
+def _replay(kept: Path, out: Path, on_event: Callable[[dict], None], should_stop: Callable[[], bool]) -> Path | None:
+    shutil.copytree(kept, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("events.json"))
+    checkpoint = None
+    for event in json.loads((kept / "events.json").read_text()):
+        if should_stop():
+            return None
+        if "checkpoint" in event:
+            checkpoint = out / event["checkpoint"]
+            event = {**event, "checkpoint": str(checkpoint)}
+        on_event(event)
+    return checkpoint
+
+
+def _train(base: str | Path, train_file: str | Path, out: Path, hyper: Hyper, valid_file: str | Path | None,
+           on_event: Callable[[dict], None], should_stop: Callable[[], bool]) -> Path | None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(hyper.seed)
     hf_logging.disable_progress_bar()  # a job's log is its events, not bars on the server's stderr
