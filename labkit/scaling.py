@@ -293,26 +293,33 @@ class PowerLaw:
         return self.a * np.asarray(flops, dtype=float) ** self.b + self.c
 
 
-def fit_power_law(flops, losses) -> PowerLaw:
+def fit_power_law(flops, losses, floor: float | None = None) -> PowerLaw:
     """Least squares in log space with 0 <= c < the smallest observed loss (a loss floor above an observed
-    loss is impossible). Compute is rescaled to its geometric mean so the fit is well conditioned."""
+    loss is impossible). Compute is rescaled to its geometric mean so the fit is well conditioned.
+
+    floor: hold c at this value and fit only a and b (to see how much of a fit's uncertainty is the floor's)."""
     x, y = np.asarray(flops, dtype=float), np.asarray(losses, dtype=float)
-    if len(x) < 3:
+    if floor is None and len(x) < 3:
         raise ValueError(f"a power law with a floor has 3 parameters: give at least 3 runs, got {len(x)}")
+    if floor is not None and not 0 <= floor < y.min():
+        raise ValueError(f"the floor must be at least 0 and below the smallest loss ({y.min():.4g}), got {floor}")
     scale = math.exp(np.mean(np.log(x)))
     u = x / scale
 
     def residuals(p):
-        log_a, b, c = p
+        log_a, b, c = p if floor is None else (*p, floor)
         return np.log(np.exp(log_a) * u**b + c) - np.log(y)
 
     best = None
-    for c0 in np.linspace(0, 0.95, 8) * y.min():  # several starts: the floor and the slope trade off
+    for c0 in np.linspace(0, 0.95, 8) * y.min() if floor is None else [floor]:  # the floor and the slope trade off
         start = [math.log(max(y.mean() - c0, 1e-6)), -0.1, c0]
-        r = optimize.least_squares(residuals, start, bounds=([-50, -5, 0], [50, 0, y.min() * (1 - 1e-9)]))
+        bounds = ([-50, -5, 0], [50, 0, y.min() * (1 - 1e-9)])
+        if floor is not None:
+            start, bounds = start[:2], (bounds[0][:2], bounds[1][:2])
+        r = optimize.least_squares(residuals, start, bounds=bounds)
         if best is None or r.cost < best.cost:
             best = r
-    log_a, b, c = best.x
+    log_a, b, c = best.x if floor is None else (*best.x, floor)
     return PowerLaw(a=float(math.exp(log_a) * scale**-b), b=float(b), c=float(c))
 
 
@@ -363,15 +370,23 @@ def fit_chinchilla(n, d, losses, delta: float = 1e-3) -> Chinchilla:
     return Chinchilla(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=float(alpha), beta=float(beta))
 
 
-def bootstrap(fit, xs, ys, at, samples: int = 300, seed: int = 0, level: float = 0.9) -> tuple[float, float]:
-    """An interval for fit(xs, ys).predict(at): refit on runs resampled with replacement."""
+def bootstrap_fits(fit, xs, ys, samples: int = 300, seed: int = 0) -> list:
+    """fit(xs, ys) refitted on runs resampled with replacement, one fit per resample (a resample with fewer than
+    3 distinct runs is skipped: it cannot place a floor). Their spread is the fit's uncertainty, parameter by
+    parameter."""
     rng = np.random.default_rng(seed)
     xs, ys = np.asarray(xs), np.asarray(ys)
-    predictions = []
+    fits = []
     for _ in range(samples):
         pick = rng.integers(0, len(xs), len(xs))
-        if len(set(xs[pick])) < 3:  # too few distinct runs to fit a floor
+        if len(set(xs[pick])) < 3:
             continue
-        predictions.append(float(fit(xs[pick], ys[pick]).predict(at)))
+        fits.append(fit(xs[pick], ys[pick]))
+    return fits
+
+
+def bootstrap(fit, xs, ys, at, samples: int = 300, seed: int = 0, level: float = 0.9) -> tuple[float, float]:
+    """An interval for fit(xs, ys).predict(at): the central `level` of the bootstrap fits' predictions."""
+    predictions = [float(f.predict(at)) for f in bootstrap_fits(fit, xs, ys, samples, seed)]
     lo, hi = np.quantile(predictions, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)

@@ -67,6 +67,28 @@ def test_bootstrap_interval_brackets_the_truth():
     assert lo < float(true.predict(1e13)) < hi and hi - lo < 0.2
 
 
+def test_bootstrap_fits_spread_the_parameters_and_a_fixed_floor_narrows_the_interval():
+    rng = np.random.default_rng(3)
+    true = scaling.PowerLaw(a=40.0, b=-0.12, c=1.3)
+    flops = np.logspace(10, 12, 8)
+    losses = true.predict(flops) * np.exp(rng.normal(0, 0.004, len(flops)))
+    fits = scaling.bootstrap_fits(scaling.fit_power_law, flops, losses, samples=60)
+    assert 50 < len(fits) <= 60 and all(0 <= f.c < losses.max() for f in fits)
+    predictions = [float(f.predict(1e13)) for f in fits]
+    assert scaling.bootstrap(scaling.fit_power_law, flops, losses, at=1e13, samples=60) == pytest.approx(
+        tuple(np.quantile(predictions, [0.05, 0.95]))), "the interval is the fits' predictions' central 90%"
+    assert np.ptp([f.c for f in fits]) > 0.05, "8 noisy rungs leave the floor uncertain"
+    law = scaling.fit_power_law(flops, losses)
+    held = scaling.fit_power_law(flops, losses, floor=law.c)
+    assert held.c == law.c and held.b == pytest.approx(law.b, abs=1e-3), "the best floor gives the same slope"
+    free = scaling.bootstrap(scaling.fit_power_law, flops, losses, at=1e13, samples=60)
+    fixed = scaling.bootstrap(lambda x, y: scaling.fit_power_law(x, y, floor=law.c), flops, losses, at=1e13,
+                              samples=60)
+    assert fixed[1] - fixed[0] < free[1] - free[0]
+    with pytest.raises(ValueError, match="below the smallest loss"):
+        scaling.fit_power_law(flops, losses, floor=losses.min())
+
+
 @pytest.mark.parametrize("shape", [Shape(1, 16, 2), Shape(3, 56, 4), Shape(4, 88, 4)])
 def test_parameters_and_weight_flops_match_the_model(shape):
     sweep = PROFILES["ci"]
