@@ -114,3 +114,51 @@ def test_ranking_works_from_a_one_token_prompt(fim):
     client, _ = fim
     r = client.completions.create(model=MODEL, prompt="Hello", suffix=" world.", max_tokens=4, best_of=2, seed=0)
     assert len(r.choices) == 1 and r.usage.prompt_tokens == 1
+
+
+# ---------------------------------------------------------------- lesson 02's short gaps (labkit.insertion)
+
+
+def test_a_good_middle_holds_the_answer_and_ends_where_the_suffix_begins():
+    from labkit.insertion import GAPS, good
+
+    gaps = {g.name: g for g in GAPS}
+    assert good(" Wednesday", gaps["weekdays"])
+    assert not good(" Wednesday\n4. Thursday", gaps["weekdays"]), "runs on into the suffix's line"
+    assert not good(" Sunday", gaps["weekdays"])
+    assert good(" raining.", gaps["umbrella"])
+    assert not good(" raining, and then", gaps["umbrella"]), "the suffix starts a sentence: the middle ends one"
+    assert not good(" raining. Then she left.", gaps["umbrella"]), "one sentence, not two"
+    assert good(" are playful animals.", gaps["animals"]) and not good(" are playful.", gaps["animals"])
+    assert not good("", gaps["area"]) and good(" width * height", gaps["area"])
+
+
+def test_every_gap_s_suffix_starts_where_the_server_cuts_a_middle():
+    from labkit.insertion import FEWER_CLUES, GAPS
+
+    for g in GAPS + FEWER_CLUES:
+        assert g.suffix.startswith("\n") or (g.suffix.startswith(" ") and g.suffix[1:2].strip()), g.name
+    assert {g.name for g in FEWER_CLUES} <= {g.name for g in GAPS}
+
+
+def test_sweep_cuts_prefix_only_continuations_and_counts_by_finish_reason():
+    import types
+
+    from labkit.insertion import GAPS, by_finish, rate, sweep
+
+    sent = []
+
+    def create(**kw):
+        sent.append(kw)
+        text = " Wednesday\n4. Thursday" if "suffix" not in kw else (" Wednesday" if kw["seed"] else " Sunday")
+        return types.SimpleNamespace(choices=[types.SimpleNamespace(text=text, finish_reason="stop" if kw["seed"]
+                                                                    else "length")])
+
+    served = types.SimpleNamespace(model="m", client=types.SimpleNamespace(
+        completions=types.SimpleNamespace(create=create)))
+    plain = sweep(served, GAPS[:1], seeds=range(2), suffix=False, max_tokens=4)
+    assert [r["text"] for r in plain] == [" Wednesday"] * 2 and rate(plain) == 1.0
+    assert all("suffix" not in kw and kw["max_tokens"] == 4 for kw in sent)
+    ranked = sweep(served, GAPS[:1], seeds=range(2), best_of=3)
+    assert sent[-1]["suffix"] == GAPS[0].suffix and sent[-1]["best_of"] == 3
+    assert by_finish(ranked) == {"length": (0, 1), "stop": (1, 1)} and rate(ranked) == 0.5
