@@ -26,12 +26,15 @@ lab: setup
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 lint: setup
-	$(BIN)/ruff check labkit tests bench
+	$(BIN)/ruff check labkit tests bench notebooks/solutions notebooks/zh/build.py
 
 # The test-size profile (LABKIT_PROFILE=ci: the lessons' smallest experiments, same code) is chosen here, so a
 # newcomer's `make test` and .ci/run test the same sizes; a student's JupyterLab keeps the full ones.
+# LABKIT_GENERATION_CACHE: the suite runs each lesson several ways (locally, on `labkit serve`, on a fake OpenAI,
+# in Chinese) with the same seeded requests; each request and each fine-tuning run is computed once
+# (labkit/engine/replay.py). Unit tests turn it off for themselves.
 test: lint
-	LABKIT_PROFILE=ci $(BIN)/pytest --nbmake --nbmake-timeout=600 --durations=15 -m "not install" tests notebooks
+	LABKIT_PROFILE=ci LABKIT_GENERATION_CACHE=1 $(BIN)/pytest --nbmake --nbmake-timeout=600 --durations=15 -m "not install" tests notebooks
 
 # labkit installed with `pip install .` into a clean venv serves a chat answer (about 1.5 minutes; .ci/run runs it)
 test-install: setup

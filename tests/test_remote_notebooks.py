@@ -10,11 +10,31 @@ from pathlib import Path
 
 import nbformat
 import openai
+import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import labkit_serve
+from labkit.engine import replay
+from tests.conftest import REPLAY, labkit_serve, lesson_replay
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture(autouse=True)
+def shared_runs(monkeypatch):
+    """Like nbmake's kernels, these runs share seeded generations and fine-tuning runs with the suite's other
+    runs of the same lessons (labkit.engine.replay); set before a `labkit serve` starts, so it shares them too."""
+    lesson_replay(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def class_server(tmp_path_factory):
+    """One `labkit serve` for the lessons a class runs against its teacher's server."""
+    folder = tmp_path_factory.mktemp("class-server")
+    env = {**os.environ}
+    if REPLAY is not None:
+        env[replay.ENV] = REPLAY
+    with labkit_serve(["--data-dir", str(folder / "store")], folder / "serve.log", env=env) as (_, base_url):
+        yield base_url
 
 
 def run_remote(notebook: str, base_url: str, monkeypatch) -> nbformat.NotebookNode:
@@ -89,3 +109,27 @@ def test_lesson_07_on_openai_today_runs_every_cell_on_the_remote(fake_openai, mo
     lines = printed_lines(nb)
     assert "chat model: gpt-4o-mini" in lines
     assert not any("this cell runs on the local model" in x for x in lines), "OpenAI serves all of lesson 07"
+
+
+def test_lessons_02_03_04_06_on_openai_today_run_to_the_end_and_say_why_where_they_run_locally(fake_openai,
+                                                                                              monkeypatch):
+    """What a student with a key meets today: no completions model (02's insertion, 03's completion prompts), no
+    fine-tuning jobs (04): those cells run on the local model with a line that says why; 06 trains on this
+    machine whatever the backend."""
+    for notebook, why in (("02_insertion_with_suffix.ipynb", "2026-09-28"),
+                          ("03_few_shot_learning.ipynb", "2026-09-28"),
+                          ("04_fine_tuning.ipynb", "fine-tuning")):
+        lines = printed_lines(run_remote(notebook, fake_openai.base_url, monkeypatch))
+        fallback = [x for x in lines if "this cell runs on the local model" in x]
+        assert fallback and all(why in x for x in fallback), (notebook, fallback)
+    lines = printed_lines(run_remote("06_scaling_law_prediction.ipynb", fake_openai.base_url, monkeypatch))
+    assert not any("this cell runs on the local model" in x for x in lines)
+
+
+@pytest.mark.parametrize("notebook", ["01_completion_vs_chat.ipynb", "02_insertion_with_suffix.ipynb",
+                                      "03_few_shot_learning.ipynb", "06_scaling_law_prediction.ipynb",
+                                      "07_structured_outputs_and_tools.ipynb"])
+def test_a_lesson_runs_on_a_teachers_labkit_serve_with_every_cell_on_the_server(notebook, class_server,
+                                                                               monkeypatch):
+    lines = printed_lines(run_remote(notebook, class_server, monkeypatch))
+    assert not any("this cell runs on the local model" in x for x in lines), "a teacher's server serves every role"
