@@ -370,19 +370,28 @@ def fit_chinchilla(n, d, losses, delta: float = 1e-3) -> Chinchilla:
     return Chinchilla(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=float(alpha), beta=float(beta))
 
 
+_REFITS: dict = {}  # recent bootstrap_fits results: a lesson asks for the interval, then looks inside the same refits
+
+
 def bootstrap_fits(fit, xs, ys, samples: int = 300, seed: int = 0) -> list:
     """fit(xs, ys) refitted on runs resampled with replacement, one fit per resample (a resample with fewer than
     3 distinct runs is skipped: it cannot place a floor). Their spread is the fit's uncertainty, parameter by
-    parameter."""
-    rng = np.random.default_rng(seed)
+    parameter. The refits are deterministic, so the last few are kept: `bootstrap` and then `bootstrap_fits` on the
+    same function, runs and seed fit once."""
     xs, ys = np.asarray(xs), np.asarray(ys)
-    fits = []
-    for _ in range(samples):
-        pick = rng.integers(0, len(xs), len(xs))
-        if len(set(xs[pick])) < 3:
-            continue
-        fits.append(fit(xs[pick], ys[pick]))
-    return fits
+    key = (fit, xs.dtype.str, xs.tobytes(), ys.dtype.str, ys.tobytes(), samples, seed)
+    if key not in _REFITS:
+        rng = np.random.default_rng(seed)
+        fits = []
+        for _ in range(samples):
+            pick = rng.integers(0, len(xs), len(xs))
+            if len(set(xs[pick])) < 3:
+                continue
+            fits.append(fit(xs[pick], ys[pick]))
+        if len(_REFITS) >= 8:
+            _REFITS.pop(next(iter(_REFITS)))
+        _REFITS[key] = fits
+    return list(_REFITS[key])
 
 
 def bootstrap(fit, xs, ys, at, samples: int = 300, seed: int = 0, level: float = 0.9) -> tuple[float, float]:

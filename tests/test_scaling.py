@@ -89,6 +89,24 @@ def test_bootstrap_fits_spread_the_parameters_and_a_fixed_floor_narrows_the_inte
         scaling.fit_power_law(flops, losses, floor=losses.min())
 
 
+def test_bootstrap_then_its_refits_fit_once():
+    flops = np.logspace(10, 12, 6)
+    losses = 40 * flops**-0.12 + 1.3
+    calls = []
+
+    def counted(x, y):
+        calls.append(1)
+        return scaling.fit_power_law(x, y)
+
+    interval = scaling.bootstrap(counted, flops, losses, at=1e13, samples=20)
+    fitted = len(calls)
+    fits = scaling.bootstrap_fits(counted, flops, losses, samples=20)
+    assert len(calls) == fitted == len(fits), "the lesson's second look reuses the interval's refits"
+    assert interval == pytest.approx(tuple(np.quantile([float(f.predict(1e13)) for f in fits], [0.05, 0.95])))
+    scaling.bootstrap_fits(counted, flops, losses * 1.01, samples=20)
+    assert len(calls) > fitted, "other losses are refitted"
+
+
 @pytest.mark.parametrize("shape", [Shape(1, 16, 2), Shape(3, 56, 4), Shape(4, 88, 4)])
 def test_parameters_and_weight_flops_match_the_model(shape):
     sweep = PROFILES["ci"]
