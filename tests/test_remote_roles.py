@@ -106,6 +106,21 @@ def test_a_role_the_remote_cannot_fill_runs_locally_with_one_line(remote, capsys
         lab.client.completions.create(model="gpt-4o-mini", prompt="x", max_tokens=2)
 
 
+def test_a_labkit_server_without_an_insertion_model_says_so_and_inserts_locally(server, capsys, lm):
+    """The session's server holds the chat model only: it has `suffix` (by ranking) but no model for the
+    insertion role, so the cell runs on the local FIM model with one line naming that, never a crash."""
+    from labkit.engine.registry import INSERTION_MODEL, served_by_default
+
+    teacher = labkit.Lab(backend="openai", base_url=server.base_url, api_key="class-key")
+    assert teacher.models.insertion is None and teacher.capabilities.suffix
+    capsys.readouterr()
+    coder = teacher.for_role("insertion")
+    said = lines(capsys)
+    assert len(said) == 1 and "serves no `suffix` (insertion) model" in said[0], said
+    assert said[0].endswith(f"this cell runs on the local model ({INSERTION_MODEL}).") and coder.local
+    assert served_by_default() == [MODEL, INSERTION_MODEL], "`labkit serve` alone serves every lesson's roles"
+
+
 def test_capabilities_of_each_kind_of_backend(remote, server, lm):
     local = labkit.Lab(backend="local")
     teacher = labkit.Lab(backend="openai", base_url=server.base_url, api_key="class-key")

@@ -126,6 +126,16 @@ def convert_smollm2(progress: bool = True) -> Path:
     return target
 
 
+def served_by_default(first: str = DEFAULT_MODEL) -> list[str]:
+    """The models a server holds unless told otherwise (the local Lab's, and `labkit serve` without --model):
+    `first`, and the FIM model when it is available, so every lesson's roles are served."""
+    try:
+        resolve(INSERTION_MODEL)
+    except ModelNotAvailableError:  # not built: lessons that insert say how to build it
+        return [first]
+    return [first, INSERTION_MODEL]
+
+
 def resolve(name: str) -> tuple[str, Path | str]:
     """Model name -> (served name, folder or hub id to load from)."""
     if name in (DEFAULT_MODEL, "default"):
