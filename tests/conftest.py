@@ -23,6 +23,17 @@ SPEC = Path(__file__).resolve().parent / "openapi" / "openapi.yaml"  # OpenAI's,
 MODEL = DEFAULT_MODEL
 
 
+def solutions(lesson: str):
+    """notebooks/solutions/lessonNN.py as a module (the solutions live beside the lessons, not in the package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "solutions" / f"lesson{lesson}.py"
+    spec = importlib.util.spec_from_file_location(f"solutions_lesson{lesson}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 REPLAY = os.environ.get(replay.ENV)  # `make test` sets it for the lessons (labkit.engine.replay)
 
 

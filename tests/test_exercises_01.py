@@ -3,25 +3,13 @@ answer, and prints what to do while the answer is still `...`."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from labkit.engine import DEFAULT_MODEL
 from labkit.exercises import ExerciseError, lesson01
+from tests.conftest import solutions as load_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _solutions():
-    spec = importlib.util.spec_from_file_location("solutions_lesson01", ROOT / "notebooks/solutions/lesson01.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-solutions = _solutions()
+solutions = load_solutions("01")
 ASK = [{"role": "user", "content": "List three fruits, one per line."}]
 
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from labkit.exercises import ExerciseError, lesson02
+from tests.conftest import solutions as load_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("solutions_lesson02", ROOT / "notebooks/solutions/lesson02.py")
-solutions = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(solutions)
+solutions = load_solutions("02")
 
 PREFIX, SUFFIX = "def average(numbers):\n", "\n    return total / len(numbers)\n"
 ROWS = [{"finish_reason": "stop", "good": True}, {"finish_reason": "stop", "good": False},

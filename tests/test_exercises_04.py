@@ -3,28 +3,19 @@ answer, and prints what to do while the answer is still `...`. No model: the che
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from labkit import DATA, catalog, finetune
 from labkit.exercises import ExerciseError, lesson04
+from tests.conftest import solutions as load_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
 BROKEN = DATA / "finetune" / "broken_bad_role.jsonl"
 
 
-def _solutions():
-    spec = importlib.util.spec_from_file_location("solutions_lesson04", ROOT / "notebooks/solutions/lesson04.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-solutions = _solutions()
+solutions = load_solutions("04")
 
 
 @pytest.fixture(scope="module")

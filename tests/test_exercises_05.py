@@ -4,27 +4,15 @@ for the lesson's embeddings."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from labkit import embeddings
 from labkit.exercises import ExerciseError, lesson05
+from tests.conftest import solutions as load_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _solutions():
-    spec = importlib.util.spec_from_file_location("solutions_lesson05", ROOT / "notebooks/solutions/lesson05.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-solutions = _solutions()
+solutions = load_solutions("05")
 TEXTS = [lesson05.DOG, lesson05.MAN, "The bank raised interest rates.", "A dog chased the cat up a tree."]
 
 

@@ -3,27 +3,17 @@ answer, and prints what to do while the answer is still `...`. Nothing trains: f
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from labkit import scaling
 from labkit.exercises import ExerciseError, lesson06
+from tests.conftest import solutions as load_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPE, BLOCK = scaling.Shape(4, 96, 4), 128
 REPLICATION = scaling.Chinchilla(E=1.82, A=482, B=2085, alpha=0.348, beta=0.366)
 
 
-def _solutions():
-    spec = importlib.util.spec_from_file_location("solutions_lesson06", ROOT / "notebooks/solutions/lesson06.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-solutions = _solutions()
+solutions = load_solutions("06")
 FLOPS, LOSSES = lesson06.practice_ladder()
 
 

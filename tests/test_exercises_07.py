@@ -5,24 +5,13 @@ validation."""
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from labkit.exercises import ExerciseError, lesson07
+from tests.conftest import solutions as load_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _solutions():
-    spec = importlib.util.spec_from_file_location("solutions_lesson07", ROOT / "notebooks/solutions/lesson07.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-solutions = _solutions()
+solutions = load_solutions("07")
 
 
 @pytest.mark.parametrize("check, args", [(lesson07.check_1, ()), (lesson07.check_2, ()), (lesson07.check_3, ()),
