@@ -15,6 +15,11 @@ Templates, as in OpenAI Evals:
   JsonReply     the answer is a JSON object of a given shape (format, not facts)
   Choice        the option the model finds likeliest, read from logprobs (no text is parsed)
   ModelGraded   a grader model reads question, reference and answer and says whether it is right
+
+A `Choice` result also holds each option's probability: `result.answered()` is how often each option was the
+answer (a model that gives one label for everything shows it here), `reliability(result)` compares its
+confidence with its accuracy, and `calibrate(result, prior)` divides out a label prior measured with
+`content_free_prior` (Zhao et al. 2021) or `batch_prior` (Zhou et al. 2024).
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from labkit import DATA
 from labkit.progress import tqdm
 
 Prompt = str | list[dict]
+_ROLE = object()  # run's default model: the lab's model for the prompts' role
 
 
 def load(name: str, folder: Path | None = None) -> list[dict]:
@@ -216,6 +223,7 @@ class ModelGraded:
 class Result:
     df: pd.DataFrame  # one row per item: input, ideal, answer, correct, and the template's own columns
     model: str
+    options: tuple[str, ...] | None = None  # Choice's options, in order (None for templates that write text)
 
     @property
     def n(self) -> int:
@@ -233,11 +241,42 @@ class Result:
         lo, hi = self.interval
         return f"{self.model}: accuracy {self.accuracy:.1%} (95% CI {lo:.1%}-{hi:.1%}) over {self.n} items"
 
+    def answered(self) -> dict[str, float]:
+        """The share of items given each answer, most frequent first; a Choice result lists every option, 0 too
+        ("" is an item where none of the options was among the likeliest tokens)."""
+        shares = self.df["answer"].value_counts(normalize=True)
+        out = {str(a): float(v) for a, v in shares.items()}
+        if self.options:
+            out = {**{o: out.get(o, 0.0) for o in self.options}, **out}
+            out = dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        return out
+
+    def summary(self, top: int | None = None) -> str:
+        """One line: accuracy, its interval, and how often each answer was given: every option of a Choice result
+        (0% too), else the `top` (4) most frequent answers; answers left out are counted ("2 others")."""
+        lo, hi = self.interval
+        shares = list(self.answered().items())
+        top = top if top is not None else (len(shares) if self.options else 4)
+        rest = [a for a, v in shares[top:] if v > 0]
+        said = ", ".join(f"{a or '(none)'} {v:.0%}" for a, v in shares[:top])
+        return (f"accuracy {self.accuracy:4.0%} (95% CI {lo:.0%}-{hi:.0%}) | answered {said}"
+                + (f", {len(rest)} other{'s' if len(rest) > 1 else ''}" if rest else ""))
+
+    def probabilities(self) -> pd.DataFrame:
+        """A Choice result's probability of each option per item, renormalized over the options (the mass the
+        model puts on other tokens left out). An option outside the top logprobs counts as 0; an item with no
+        option there gets 1/len(options) each: nothing was learned about it."""
+        if not self.options:
+            raise ValueError("probabilities() needs a Choice result: the template wrote text, not option logprobs")
+        return pd.DataFrame(_normalize(self.df[[f"logprob[{o}]" for o in self.options]].to_numpy(float)),
+                            columns=list(self.options), index=self.df.index)
+
     def save(self, name: str) -> Path:
         """Keep this result as LABKIT_HOME/results/NAME.json, where a later lesson can compare with it."""
         path = _results() / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"model": self.model, "rows": self.df.to_dict("records")}, default=str))
+        path.write_text(json.dumps({"model": self.model, "options": self.options, "rows": self.df.to_dict("records")},
+                                   default=str))
         return path
 
     @classmethod
@@ -247,7 +286,88 @@ class Result:
         if not path.is_file():
             return None
         data = json.loads(path.read_text())
-        return cls(pd.DataFrame(data["rows"]), data["model"])
+        options = data.get("options")
+        return cls(pd.DataFrame(data["rows"]), data["model"], tuple(options) if options else None)
+
+
+def _normalize(logprobs: np.ndarray) -> np.ndarray:
+    """Rows of logprobs (-inf allowed) -> rows of probabilities summing to 1; an all -inf row -> uniform."""
+    logprobs = np.atleast_2d(np.asarray(logprobs, dtype=float))
+    top = logprobs.max(axis=1, keepdims=True)
+    seen = np.isfinite(top)
+    p = np.where(seen, np.exp(logprobs - np.where(seen, top, 0.0)), 1.0)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- label priors, calibration, reliability
+
+CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021's content-free inputs
+
+
+def content_free_prior(lab, template: Choice, prompt: Callable[[dict], Prompt], inputs: Sequence[str] = CONTENT_FREE,
+                       model: str | None = _ROLE) -> dict[str, float]:  # type: ignore[assignment]
+    """The label prior a prompt carries, as Zhao et al. 2021 ("Calibrate Before Use") measure it: the prompt,
+    its shots included, asked about inputs with no content ("N/A", "", "[MASK]"), each option's probability
+    averaged over them. An unbiased prompt gives each option 1/len(options)."""
+    items = [{"input": text, "ideal": template.options[0]} for text in inputs]
+    probs = run(lab, items, template, prompt, model=model, progress=False).probabilities()
+    return {o: float(probs[o].mean()) for o in template.options}
+
+
+def batch_prior(result: Result) -> dict[str, float]:
+    """The label prior as Zhou et al. 2024 ("Batch Calibration") measure it: each option's probability averaged
+    over the items asked. It needs no extra request and no label, only a batch of real inputs; on a task whose
+    labels are balanced it is what a prompt adds to them."""
+    probs = result.probabilities()
+    return {o: float(probs[o].mean()) for o in result.options}
+
+
+def calibrate(result: Result, prior: dict[str, float], floor: float = 1e-3) -> Result:
+    """Contextual calibration (Zhao et al. 2021): divide each option's probability by the prompt's prior for it
+    and renormalize, so an input that only carries the prior comes out uniform. Answers are re-read from the
+    calibrated probabilities (the logprob columns hold their logs); nothing is asked again. A prior below `floor`
+    counts as `floor`: an option never among the top logprobs has a probability too small to read, not 0."""
+    options = list(result.options or ())
+    if not options:
+        raise ValueError("calibrate() needs a Choice result")
+    weights = np.maximum(np.array([prior[o] for o in options], dtype=float), floor)
+    probs = result.probabilities().to_numpy() / weights
+    probs /= probs.sum(axis=1, keepdims=True)
+    df = result.df.copy()
+    answered = result.df["answer"] != ""
+    df["answer"] = np.where(answered, np.array(options, dtype=object)[probs.argmax(axis=1)], "")
+    df["correct"] = [a in ideals(row) for a, row in zip(df["answer"], df.to_dict("records"))]
+    with np.errstate(divide="ignore"):
+        for i, o in enumerate(options):
+            df[f"logprob[{o}]"] = np.where(answered, np.log(probs[:, i]), -math.inf)
+    return Result(df, result.model, result.options)
+
+
+def reliability(results: Result | Sequence[Result], bins: int = 5) -> pd.DataFrame:
+    """How well a Choice result's probabilities are calibrated: items binned by confidence (the probability of
+    the option answered, from 1/len(options) to 1, in `bins` equal bins), each bin's mean confidence against
+    its accuracy. Well calibrated: accuracy = confidence in every bin. Several results (e.g. every draw of a
+    prompt) are pooled. Columns: bin, n, confidence, accuracy."""
+    results = [results] if isinstance(results, Result) else list(results)
+    options = results[0].options
+    if not options or any(r.options != options for r in results):
+        raise ValueError("reliability() needs Choice results over the same options")
+    confidence = np.concatenate([r.probabilities().max(axis=1).to_numpy() for r in results])
+    correct = np.concatenate([r.df["correct"].to_numpy(bool) for r in results])
+    edges = np.linspace(1 / len(options), 1, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, bins - 1)
+    rows = [{"bin": f"{edges[b]:.0%}-{edges[b + 1]:.0%}", "n": int((which == b).sum()),
+             "confidence": float(confidence[which == b].mean()) if (which == b).any() else math.nan,
+             "accuracy": float(correct[which == b].mean()) if (which == b).any() else math.nan}
+            for b in range(bins)]
+    return pd.DataFrame(rows)
+
+
+def calibration_error(table: pd.DataFrame) -> float:
+    """Expected calibration error of a `reliability` table: the mean |accuracy - confidence| over items (each
+    bin weighted by its share of the items). 0 is perfectly calibrated."""
+    filled = table[table["n"] > 0]
+    return float((filled["n"] * (filled["accuracy"] - filled["confidence"]).abs()).sum() / filled["n"].sum())
 
 
 def _results() -> Path:
@@ -264,9 +384,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-_ROLE = object()  # run's default model: the lab's model for the prompts' role
 
 
 def concurrently(fn: Callable, *iterables, concurrency: int = 8) -> list:
@@ -311,5 +428,5 @@ def run(lab, items: Sequence[dict], template, prompt: Callable[[dict], Prompt], 
         rows = list(tqdm(pool.map(one, range(len(items))), total=len(items), disable=not progress,
                          desc=desc or f"{type(template).__name__} on {model}", leave=False))
     df = pd.DataFrame([{"input": it["input"], "ideal": it["ideal"], **row} for it, row in zip(items, rows)])
-    return Result(df, model)
+    return Result(df, model, tuple(template.options) if isinstance(template, Choice) else None)
 

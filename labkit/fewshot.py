@@ -1,5 +1,6 @@
 """Few-shot prompts: the same examples as chat turns or as one completion prompt, drawn reproducibly.
 
+    asked, pool = fewshot.split(items, 32)          # 32 items to ask, as many of each label; the rest for shots
     shots = fewshot.draw(items, k=4, seed=0, exclude=item)
     fewshot.chat(system, shots, item)     # [system, user, assistant, ..., user]
     fewshot.text(instruction, shots, item)  # "instruction\n\nInput: ...\nOutput: ...\n\nInput: ...\nOutput:"
@@ -15,6 +16,24 @@ def answer(item: dict) -> str:
     """The reference answer a shot shows: the ideal, or the first of several."""
     ideal = item["ideal"]
     return ideal if isinstance(ideal, str) else ideal[0]
+
+
+def split(items: Sequence[dict], n: int) -> tuple[list[dict], list[dict]]:
+    """The items to ask and the pool to draw shots from: n items with as many of each label as possible (the
+    first of each in file order, kept in file order), and every other item. With balanced labels, a model that
+    gives one label for everything scores exactly chance (1 / number of labels)."""
+    if not 0 < n < len(items):
+        raise ValueError(f"n must be between 1 and {len(items) - 1} (the pool needs an item), got {n}")
+    labels = sorted({answer(it) for it in items})
+    quota = {label: n // len(labels) + (i < n % len(labels)) for i, label in enumerate(labels)}
+    chosen = set()
+    for i, it in enumerate(items):
+        if quota.get(answer(it), 0) > 0:
+            quota[answer(it)] -= 1
+            chosen.add(i)
+    if len(chosen) < n:
+        raise ValueError(f"cannot take {n} items balanced over {len(labels)} labels: a label has too few items")
+    return [it for i, it in enumerate(items) if i in chosen], [it for i, it in enumerate(items) if i not in chosen]
 
 
 def draw(items: Sequence[dict], k: int, seed: int, exclude: dict | None = None, balanced: bool = False,

@@ -96,3 +96,29 @@ def scaling_chart(flops, losses, law, target_flops: float, interval: tuple[float
     fig.update_layout(title=title, xaxis_type="log", yaxis_type="log", xaxis_title="training FLOPs",
                       yaxis_title="held-out loss (nats per byte)", height=420, margin={"t": 50})
     return fig
+
+
+def reliability_chart(tables, title: str = "Reliability of the label probabilities") -> go.Figure:
+    """A reliability diagram: for each named `evals.reliability` table ({name: table}), each confidence bin's mean
+    confidence (x) against its accuracy (y), a marker's area growing with its bin's items. A calibrated model's
+    points lie on the diagonal; below it the model is overconfident, above it underconfident."""
+    from labkit.evals import calibration_error
+
+    start = min(float(t["confidence"].min()) for t in tables.values() if (t["n"] > 0).any())
+    lo = max(0.0, math.floor(start * 10) / 10)
+    fig = go.Figure(go.Scatter(x=[lo, 1], y=[lo, 1], mode="lines", line={"dash": "dot", "color": "#7f7f7f"},
+                               name="perfectly calibrated"))
+    biggest = max(int(t["n"].max()) for t in tables.values())
+    for name, table in tables.items():
+        filled = table[table["n"] > 0]
+        fig.add_trace(go.Scatter(
+            x=filled["confidence"].tolist(), y=filled["accuracy"].tolist(), mode="lines+markers",
+            name=f"{name}: ECE {calibration_error(table):.2f}",
+            marker={"size": [8 + 16 * math.sqrt(n / biggest) for n in filled["n"]]},
+            customdata=filled[["bin", "n"]].values.tolist(),
+            hovertemplate="confidence %{customdata[0]}: %{customdata[1]} items<br>mean confidence %{x:.0%}, "
+                          "accuracy %{y:.0%}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="confidence: the probability of the label answered",
+                      yaxis_title="accuracy in the bin", xaxis_tickformat=".0%", yaxis_tickformat=".0%",
+                      xaxis_range=[lo - 0.02, 1.02], yaxis_range=[-0.02, 1.02], height=420, margin={"t": 50})
+    return fig

@@ -15,9 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # Lessons whose rework has not landed, each with why (strict: the test fails once the lesson conforms)
-PENDING = {"03": "lesson 03's rework (tasks above chance, answer distributions, calibration, Summary, exercises) "
-                 "was not finished this session; its corrections of claims are in the prose",
-           "06": "lesson 06's Summary, exercises and running time are on branch wip/lesson-06-rework: they need one "
+PENDING = {"06": "lesson 06's Summary, exercises and running time are on branch wip/lesson-06-rework: they need one "
                  "clean default-profile run (about 20 minutes on a quiet 2-core CPU) that the session could not give"}
 SHAPED = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PENDING[p.name[:2]]))
           if p.name[:2] in PENDING else p for p in LESSONS]

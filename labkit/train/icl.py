@@ -164,6 +164,9 @@ def probe(icl: ICLConfig, shots: int, count: int, seed: int, mapping: str = "new
 def accuracy_by_shots(model_dir: str | Path, icl: ICLConfig, shots=(0, 1, 2, 4, 8), count: int = 400,
                       mapping: str = "new", seed: int = 1) -> dict[int, float]:
     """Accuracy of the model's likeliest label for the query, by the number of earlier examples of it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a model reused from disk loads in a blink: no "Loading weights" bar
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     result = {}
     for k in shots:

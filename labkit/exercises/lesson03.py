@@ -1,0 +1,91 @@
+"""Checks for lesson 03's exercises (few-shot learning): the answer distribution behind an accuracy, a label prior
+measured by hand, contextual calibration, and the expected calibration error of a reliability table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from labkit import evals
+from labkit.exercises import answered, expect, passed
+
+
+def _number(exercise: str, answer) -> None:
+    expect(isinstance(answer, (int, float)) and not isinstance(answer, bool) and math.isfinite(answer), exercise,
+           "the answer is one number.")
+    expect(0 <= answer <= 1, exercise, f"{answer} is not a share or a probability: it lies between 0 and 1.")
+
+
+def check_1(answer, results: Sequence[evals.Result]) -> None:
+    """The share of "positive" answers over every draw of section 2's sentiment prompts with the most shots."""
+    if not answered("Exercise 1", answer, "count the \"positive\" answers over every result in the list"):
+        return
+    _number("Exercise 1", answer)
+    answers = pd.concat([r.df["answer"] for r in results])
+    want = float((answers == "positive").mean())
+    accuracy = float(pd.concat([r.df["correct"] for r in results]).mean())
+    expect(not (math.isclose(answer, accuracy, abs_tol=1e-9) and not math.isclose(accuracy, want, abs_tol=1e-9)),
+           "Exercise 1", "that is the accuracy: the share of answers that were right. Count what was answered, "
+                         "right or wrong: each result's df has an `answer` column.")
+    truth = float(pd.concat([r.df["ideal"] for r in results]).eq("positive").mean())
+    expect(not (math.isclose(answer, truth, abs_tol=1e-9) and not math.isclose(truth, want, abs_tol=1e-9)),
+           "Exercise 1", "that is the share of reviews that ARE positive (the `ideal` column), not of the answers.")
+    expect(math.isclose(answer, want, abs_tol=1e-9), "Exercise 1",
+           "pool the `answer` column of every result in the list (pd.concat), then take the share equal to "
+           "\"positive\" (result.answered() gives it per result).")
+    passed("Exercise 1", f"{want:.0%} of the answers were \"positive\" while {truth:.0%} of the reviews are: "
+                         f"the accuracy ({accuracy:.0%}) alone does not show that.")
+
+
+def check_2(answer, result: evals.Result) -> None:
+    """The batch prior of "positive" for one result, computed by hand from its logprob columns."""
+    if not answered("Exercise 2", answer, "average P(positive), renormalized over the two labels, over the reviews"):
+        return
+    _number("Exercise 2", answer)
+    want = evals.batch_prior(result)["positive"]
+    raw = float(result.df["logprob[positive]"].map(math.exp).mean())
+    expect(not (math.isclose(answer, raw, abs_tol=1e-6) and not math.isclose(raw, want, abs_tol=1e-6)),
+           "Exercise 2", "that is the mean of exp(logprob[positive]) as it stands: the model also puts probability "
+                         "on other tokens. Renormalize over the two labels first: p+ / (p+ + p-) for each review.")
+    share = result.answered().get("positive", 0.0)
+    expect(not (math.isclose(answer, share, abs_tol=1e-6) and not math.isclose(share, want, abs_tol=1e-6)),
+           "Exercise 2", "that is the share of \"positive\" answers; the prior is a mean probability, which keeps "
+                         "how sure the model was of each answer.")
+    expect(math.isclose(answer, want, abs_tol=1e-4), "Exercise 2",
+           "for each review take p+ = exp(logprob[positive]) and p- = exp(logprob[negative]), then p+ / (p+ + p-); "
+           "the prior is the mean of that over the reviews.")
+    passed("Exercise 2", f"P(positive) averages {want:.2f} over reviews that are half negative: that excess is the "
+                         "prior the examples set.")
+
+
+def check_3(answer, result: evals.Result) -> None:
+    """The accuracy of a result calibrated on its own batch prior."""
+    if not answered("Exercise 3", answer, "calibrate the result on evals.batch_prior(result) and read its accuracy"):
+        return
+    _number("Exercise 3", answer)
+    want = evals.calibrate(result, evals.batch_prior(result)).accuracy
+    expect(not (math.isclose(answer, result.accuracy, abs_tol=1e-9) and not math.isclose(result.accuracy, want)),
+           "Exercise 3", "that is the accuracy before calibration: pass the result and its prior to "
+                         "evals.calibrate, and read .accuracy of what it returns.")
+    expect(math.isclose(answer, want, abs_tol=1e-9), "Exercise 3",
+           "evals.calibrate(result, evals.batch_prior(result)).accuracy: the prior of exercise 2, divided out.")
+    passed("Exercise 3", f"{result.accuracy:.0%} as answered, {want:.0%} calibrated: the same logprobs, read "
+                         "against the prior instead of against 50%.")
+
+
+def check_4(answer, table: pd.DataFrame) -> None:
+    """The expected calibration error of a reliability table, by hand."""
+    if not answered("Exercise 4", answer, "weight each bin's |accuracy - confidence| by its items"):
+        return
+    _number("Exercise 4", answer)
+    want = evals.calibration_error(table)
+    filled = table[table["n"] > 0]
+    unweighted = float((filled["accuracy"] - filled["confidence"]).abs().mean())
+    expect(not (math.isclose(answer, unweighted, abs_tol=1e-6) and not math.isclose(unweighted, want, abs_tol=1e-6)),
+           "Exercise 4", "that is the plain mean over the bins: a bin with 2 items would count as much as one with "
+                         "60. Weight each bin's gap by its `n`, then divide by the total of `n`.")
+    expect(math.isclose(answer, want, abs_tol=1e-6), "Exercise 4",
+           "ECE = sum over bins of n * |accuracy - confidence|, divided by the sum of n (skip empty bins).")
+    passed("Exercise 4", f"ECE {want:.3f}: on average the confidence misses the accuracy by {want:.0%}.")
