@@ -14,6 +14,7 @@ check passes on its solution and fails on an obvious wrong answer.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -33,6 +34,13 @@ def expect(condition: bool, exercise: str, hint: str) -> None:
     """Raise ExerciseError naming the exercise with `hint` unless `condition` holds."""
     if not condition:
         raise ExerciseError(f"{exercise}: not yet. {hint}")
+
+
+def not_the_mistake(answer: float, mistake: float, right: float, exercise: str, hint: str,
+                    abs_tol: float = 1e-9) -> None:
+    """Raise ExerciseError with `hint` when `answer` is a known mistake's value (where that differs from `right`)."""
+    expect(not math.isclose(answer, mistake, abs_tol=abs_tol) or math.isclose(mistake, right, abs_tol=abs_tol),
+           exercise, hint)
 
 
 def passed(exercise: str, why: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from labkit import evals
-from labkit.exercises import answered, expect, passed
+from labkit.exercises import answered, expect, not_the_mistake, passed
 
 
 def _number(exercise: str, answer) -> None:
@@ -26,12 +26,12 @@ def check_1(answer, results: Sequence[evals.Result]) -> None:
     answers = pd.concat([r.df["answer"] for r in results])
     want = float((answers == "positive").mean())
     accuracy = float(pd.concat([r.df["correct"] for r in results]).mean())
-    expect(not (math.isclose(answer, accuracy, abs_tol=1e-9) and not math.isclose(accuracy, want, abs_tol=1e-9)),
-           "Exercise 1", "that is the accuracy: the share of answers that were right. Count what was answered, "
-                         "right or wrong: each result's df has an `answer` column.")
+    not_the_mistake(answer, accuracy, want, "Exercise 1",
+                    "that is the accuracy: the share of answers that were right. Count what was answered, right or "
+                    "wrong: each result's df has an `answer` column.")
     truth = float(pd.concat([r.df["ideal"] for r in results]).eq("positive").mean())
-    expect(not (math.isclose(answer, truth, abs_tol=1e-9) and not math.isclose(truth, want, abs_tol=1e-9)),
-           "Exercise 1", "that is the share of reviews that ARE positive (the `ideal` column), not of the answers.")
+    not_the_mistake(answer, truth, want, "Exercise 1",
+                    "that is the share of reviews that ARE positive (the `ideal` column), not of the answers.")
     expect(math.isclose(answer, want, abs_tol=1e-9), "Exercise 1",
            "pool the `answer` column of every result in the list (pd.concat), then take the share equal to "
            "\"positive\" (result.answered() gives it per result).")
@@ -46,13 +46,13 @@ def check_2(answer, result: evals.Result) -> None:
     _number("Exercise 2", answer)
     want = evals.batch_prior(result)["positive"]
     raw = float(result.df["logprob[positive]"].map(math.exp).mean())
-    expect(not (math.isclose(answer, raw, abs_tol=1e-6) and not math.isclose(raw, want, abs_tol=1e-6)),
-           "Exercise 2", "that is the mean of exp(logprob[positive]) as it stands: the model also puts probability "
-                         "on other tokens. Renormalize over the two labels first: p+ / (p+ + p-) for each review.")
+    not_the_mistake(answer, raw, want, "Exercise 2",
+                    "that is the mean of exp(logprob[positive]) as it stands: the model also puts probability on "
+                    "other tokens. Renormalize over the two labels first: p+ / (p+ + p-) for each review.", 1e-6)
     share = result.answered().get("positive", 0.0)
-    expect(not (math.isclose(answer, share, abs_tol=1e-6) and not math.isclose(share, want, abs_tol=1e-6)),
-           "Exercise 2", "that is the share of \"positive\" answers; the prior is a mean probability, which keeps "
-                         "how sure the model was of each answer.")
+    not_the_mistake(answer, share, want, "Exercise 2",
+                    "that is the share of \"positive\" answers; the prior is a mean probability, which keeps how sure "
+                    "the model was of each answer.", 1e-6)
     expect(math.isclose(answer, want, abs_tol=1e-4), "Exercise 2",
            "for each review take p+ = exp(logprob[positive]) and p- = exp(logprob[negative]), then p+ / (p+ + p-); "
            "the prior is the mean of that over the reviews.")
@@ -66,9 +66,9 @@ def check_3(answer, result: evals.Result) -> None:
         return
     _number("Exercise 3", answer)
     want = evals.calibrate(result, evals.batch_prior(result)).accuracy
-    expect(not (math.isclose(answer, result.accuracy, abs_tol=1e-9) and not math.isclose(result.accuracy, want)),
-           "Exercise 3", "that is the accuracy before calibration: pass the result and its prior to "
-                         "evals.calibrate, and read .accuracy of what it returns.")
+    not_the_mistake(answer, result.accuracy, want, "Exercise 3",
+                    "that is the accuracy before calibration: pass the result and its prior to evals.calibrate, and "
+                    "read .accuracy of what it returns.")
     expect(math.isclose(answer, want, abs_tol=1e-9), "Exercise 3",
            "evals.calibrate(result, evals.batch_prior(result)).accuracy: the prior of exercise 2, divided out.")
     passed("Exercise 3", f"{result.accuracy:.0%} as answered, {want:.0%} calibrated: the same logprobs, read "
@@ -83,9 +83,9 @@ def check_4(answer, table: pd.DataFrame) -> None:
     want = evals.calibration_error(table)
     filled = table[table["n"] > 0]
     unweighted = float((filled["accuracy"] - filled["confidence"]).abs().mean())
-    expect(not (math.isclose(answer, unweighted, abs_tol=1e-6) and not math.isclose(unweighted, want, abs_tol=1e-6)),
-           "Exercise 4", "that is the plain mean over the bins: a bin with 2 items would count as much as one with "
-                         "60. Weight each bin's gap by its `n`, then divide by the total of `n`.")
+    not_the_mistake(answer, unweighted, want, "Exercise 4",
+                    "that is the plain mean over the bins: a bin with 2 items would count as much as one with 60. "
+                    "Weight each bin's gap by its `n`, then divide by the total of `n`.", 1e-6)
     expect(math.isclose(answer, want, abs_tol=1e-6), "Exercise 4",
            "ECE = sum over bins of n * |accuracy - confidence|, divided by the sum of n (skip empty bins).")
     passed("Exercise 4", f"ECE {want:.3f}: on average the confidence misses the accuracy by {want:.0%}.")

@@ -8,7 +8,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from labkit.exercises import answered, expect, passed
+from labkit.exercises import answered, expect, not_the_mistake, passed
 from labkit.finetune import default_epochs, validate
 
 
@@ -85,9 +85,8 @@ def check_4(answer, side_by_side) -> None:
 
     expected = (share("base"), share("fine_tuned"))
     expect(all(0 <= x <= 1 for x in answer), "Exercise 4", "each share is a fraction from 0 to 1, not a count.")
-    expect(not math.isclose(answer[1], side_by_side["fact in reply"].mean(), abs_tol=1e-9)
-           or math.isclose(answer[1], expected[1], abs_tol=1e-9), "Exercise 4",
-           "leave out the questions without an expected answer (ideal is ''): they have no fact to find.")
+    not_the_mistake(answer[1], side_by_side["fact in reply"].mean(), expected[1], "Exercise 4",
+                    "leave out the questions without an expected answer (ideal is ''): they have no fact to find.")
     expect(all(math.isclose(a, e, abs_tol=1e-3) for a, e in zip(answer, expected)), "Exercise 4",
            "for each model, count the rows whose reply contains the ideal answer (case-insensitive), over the "
            "rows that have an ideal answer; do it for the `base` column too.")

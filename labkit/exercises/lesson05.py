@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from labkit.exercises import answered, expect, passed
+from labkit.exercises import answered, expect, not_the_mistake, passed
 
 DOG, MAN = "The dog bit the man.", "The man bit the dog."
 
@@ -40,8 +40,8 @@ def check_2(answer, retrieval, method: str = "trained for similarity", kind: str
     expected = float(retrieval.loc[(method, kind), "MRR"])
     recall1 = float(retrieval.loc[(method, kind), "recall@1"])
     expect(0 <= answer <= 1, "Exercise 2", "a reciprocal rank is 1/rank, so their mean lies between 0 and 1.")
-    expect(not math.isclose(answer, recall1, abs_tol=5e-4) or math.isclose(recall1, expected, abs_tol=5e-4),
-           "Exercise 2", "that is recall@1: MRR also gives ½ to a first relevant document at rank 2, ⅓ at rank 3.")
+    not_the_mistake(answer, recall1, expected, "Exercise 2",
+                    "that is recall@1: MRR also gives ½ to a first relevant document at rank 2, ⅓ at rank 3.", 5e-4)
     expect(math.isclose(answer, expected, abs_tol=5e-4), "Exercise 2",
            "for each query, find the position (from 1) of the first relevant document in its ranking row, take "
            "1/position, and average over the queries of that kind only.")
