@@ -14,11 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-# Lessons whose rework has not landed, each with why (strict: the test fails once the lesson conforms)
-PENDING = {"06": "lesson 06's Summary, exercises and running time are on branch wip/lesson-06-rework: they need one "
-                 "clean default-profile run (about 20 minutes on a quiet 2-core CPU) that the session could not give"}
-SHAPED = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PENDING[p.name[:2]]))
-          if p.name[:2] in PENDING else p for p in LESSONS]
 RUNNING = re.compile(r"Running time: about (\d+) minutes? on a 2-core laptop CPU \(default profile\)\.")
 
 
@@ -35,7 +30,7 @@ def seconds(cell: dict) -> float:
     return (t[1] - t[0]).total_seconds()
 
 
-@pytest.mark.parametrize("path", SHAPED, ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name[:2])
 def test_a_lesson_opens_with_the_running_time_of_its_saved_run(path):
     nb = cells(path)
     first = next(c for c in nb if c["cell_type"] == "markdown")
@@ -50,7 +45,7 @@ def test_a_lesson_opens_with_the_running_time_of_its_saved_run(path):
         f"{path.name} says about {stated} minutes; its saved run's cells took {measured:.1f}"
 
 
-@pytest.mark.parametrize("path", SHAPED, ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name[:2])
 def test_a_lesson_ends_with_a_computed_summary_then_three_to_five_checked_exercises(path):
     nb = cells(path)
     heads = [i for i, c in enumerate(nb)
