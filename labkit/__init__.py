@@ -15,6 +15,7 @@ from labkit.errors import (
     RetiredModelError,
     UnknownModelError,
 )
+from labkit.i18n import set_language
 
 __version__ = "0.1.0"
 DATA = Path(__file__).resolve().parent / "data"  # datasets written for labkit, installed with it (a README each)
@@ -22,7 +23,7 @@ DATA = Path(__file__).resolve().parent / "data"  # datasets written for labkit, 
 __all__ = [
     "BudgetExceededError", "ConfirmationRequiredError", "ContextLengthExceededError", "EncodingUnavailableError",
     "FineTuningUnavailableError", "FollowTimeoutError", "InvalidRequestError", "Lab", "LabkitError",
-    "ModelNotAvailableError", "RetiredModelError", "UnknownModelError",
+    "ModelNotAvailableError", "RetiredModelError", "UnknownModelError", "set_language",
 ]
 
 

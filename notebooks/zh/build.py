@@ -3,28 +3,41 @@
     .venv/bin/python notebooks/zh/build.py           # write notebooks/zh/NN_*.ipynb, tidy the translation files
     .venv/bin/python notebooks/zh/build.py --check   # write nothing; exit 1 listing what is missing or stale
 
-The English lesson `notebooks/NN_*.ipynb` is the one source of truth. Its code cells are copied byte for byte,
-outputs and execution counts included (the code is identical, so the English run is a truthful record of it).
-Each markdown cell is replaced by its translation in `notebooks/zh/translations/NN.json`, found by a hash of the
-exact English source:
+The English lesson `notebooks/NN_*.ipynb` is the one source of truth. `notebooks/zh/translations/NN.json` holds
+the Chinese for its words, each entry found by a hash of the exact English text:
 
-    {"<hash>": {"id": "<cell id>", "en": "<English source>", "zh": "<Chinese source>"}, ...}
+    {"<hash>": {"id": "<cell id>", "en": "<English>", "zh": "<Chinese>"}, ...}
 
-An English cell with no translation (new, or changed by one character) is an error naming the lesson, the cell
-index and its first line; the build then adds an entry with an empty "zh" for it to the translation file (with
-the old text and its translation under "was" when the cell id matches a stale entry), so a translator fills in
-"zh" and runs the build again. Entries whose English text no longer occurs are stale: --check reports them, a
-build removes them. The Chinese lesson is written only when every one of its cells is translated.
+* A markdown cell is replaced by its translation.
+* A code cell keeps its code; only the words in it change: a string literal or a comment with an entry of kind
+  "code" is replaced by its "zh" (an f-string keeps its {placeholders}; `skeleton` is what stays equal, and the
+  tests check it). Every string of two or more words and every comment gets an entry: "zh" null keeps the
+  English on purpose (a prompt the model reads, a column a later cell looks up). The lesson's
+  `labkit.set_language("en")` has the entry "en" -> "zh", so labkit's own messages follow.
+* A code cell's outputs come from running the Chinese lesson: a cell whose Chinese source is what the last run
+  ran keeps that run's outputs; a changed one is left without outputs until the lesson runs again:
+
+      cd notebooks/zh && ../../.venv/bin/jupyter nbconvert --to notebook --execute --inplace NN_*.ipynb
+      cd ../.. && .venv/bin/python notebooks/zh/build.py
+
+An English text with no translation (new, or changed by one character) is an error naming the lesson, the cell
+and its first line; the build then adds an entry with an empty "zh" for it (with the old text and its
+translation under "was" when the cell id matches a stale entry), so a translator fills in "zh" and runs the
+build again. Entries whose English text no longer occurs are stale: --check reports them, a build removes them.
+The Chinese lesson is written only when every one of its texts is translated.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import hashlib
+import io
 import json
 import re
 import sys
+import tokenize
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,15 +47,93 @@ LESSON = re.compile(r"^(\d\d)_\w+\.ipynb$")
 
 # Put at the top of each Chinese lesson's first markdown cell (after its title).
 NOTE = (
-    "> **中文版说明**：本课由英文原版 [`{name}`](../{name}) 自动生成，代码单元与英文版逐字相同。"
-    "代码的输出取自英文版的运行记录，因此打印的输出、图表标题和练习提示都来自代码，在本版中保持英文。"
+    "> **中文版说明**：本课由英文原版 [`{name}`](../{name}) 自动生成：代码与英文版相同，只有字符串和注释译成了中文，"
+    "`labkit.set_language(\"zh\")` 让 labkit 的图表标题和练习提示也用中文。输出来自运行本中文版。"
     "术语译法见 [术语表](../../docs/glossary.md)。\n"
 )
+RUN = "cd notebooks/zh && ../../.venv/bin/jupyter nbconvert --to notebook --execute --inplace {name}"
+PROSE = re.compile(r"[A-Za-z]+[ ,;:.'-]+[A-Za-z]+")  # two words: a text worth deciding on
+FSTRING = ("FSTRING_START", "FSTRING_END")  # Python 3.12+ splits an f-string into tokens
 
 
 def key(source: str) -> str:
     """The translation key of a markdown cell: sha256 of its exact source, first 16 hex digits."""
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def code_key(text: str) -> str:
+    """The translation key of a string literal or comment in a code cell."""
+    return key("code\0" + text)
+
+
+def words(source: str) -> list[tuple[int, int, str, str]]:
+    """The string literals and comments of a code cell's source: (start, end, "string"|"comment", text), by
+    character offsets. Implicitly concatenated strings are one literal each."""
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+
+    def offset(position: tuple[int, int]) -> int:
+        return starts[position[0] - 1] + position[1]
+
+    found, depth, begin = [], 0, None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        name = tokenize.tok_name[tok.type]
+        if name == FSTRING[0]:
+            depth, begin = depth + 1, begin if depth else tok.start
+        elif name == FSTRING[1]:
+            depth -= 1
+            if not depth:
+                found.append((offset(begin), offset(tok.end), "string"))
+        elif depth:
+            continue
+        elif tok.type == tokenize.STRING:
+            found.append((offset(tok.start), offset(tok.end), "string"))
+        elif tok.type == tokenize.COMMENT:
+            found.append((offset(tok.start), offset(tok.end), "comment"))
+    return [(a, b, kind, source[a:b]) for a, b, kind in found]
+
+
+def is_prose(text: str, kind: str) -> bool:
+    """A text a translator must decide on: every comment, and every string of two or more words."""
+    return kind == "comment" or bool(PROSE.search(re.sub(r"\{[^{}]*\}", " ", text)))
+
+
+def translate_code(source: str, entries: dict[str, dict]) -> str:
+    """`source` with each string literal and comment that has a Chinese entry replaced by it."""
+    out = source
+    for start, end, _, text in reversed(words(source)):
+        zh = entries.get(code_key(text), {}).get("zh")
+        if zh:
+            out = out[:start] + zh + out[end:]
+    return out
+
+
+def placeholders(literal: str) -> list[str]:
+    """An f-string's replacement fields (expression, conversion, format spec), sorted: what its translation keeps."""
+    node = ast.parse(literal.strip(), mode="eval").body
+    fields = [n for n in ast.walk(node) if isinstance(n, ast.FormattedValue)]
+    return sorted(ast.dump(n) for n in fields)
+
+
+def skeleton(source: str) -> list[tuple]:
+    """A code cell's tokens with the words taken out: equal for an English cell and its translation."""
+    shape, depth = [], 0
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        name = tokenize.tok_name[tok.type]
+        if name in FSTRING or depth:
+            depth += (name == FSTRING[0]) - (name == FSTRING[1])
+            continue
+        if tok.type == tokenize.COMMENT:
+            shape.append(("comment",))
+        elif tok.type == tokenize.STRING:
+            shape.append(("string",))
+        else:
+            shape.append((name, tok.string))
+    for _, _, kind, text in words(source):
+        if kind == "string":
+            shape.append(("fields", placeholders(text)))
+    return shape
 
 
 def source_of(cell: dict) -> str:
@@ -92,6 +183,7 @@ class Result:
         self.missing: list[str] = []
         self.stale: list[str] = []
         self.entries: dict[str, dict] = {}
+        self.unrun: list[str] = []  # ids of code cells with outputs in English and none yet in Chinese
 
     @property
     def target(self) -> Path:
@@ -99,40 +191,31 @@ class Result:
 
 
 def build(lesson: Path) -> Result:
-    """The Chinese lesson for one English lesson, from its translation file; writes nothing."""
+    """The Chinese lesson for one English lesson, from its translation file and the last run of the Chinese
+    lesson (for outputs); writes nothing."""
     result = Result(lesson)
     nb = json.loads(lesson.read_text(encoding="utf-8"))
     old = load_translations(lesson)
-    used: set[str] = set()
+    ran = {c.get("id"): c for c in last_run(result.target)}
     cells = []
     first_markdown = True
     for index, cell in enumerate(nb["cells"]):
-        if cell["cell_type"] != "markdown":
-            cells.append(copy.deepcopy(cell))
+        if cell["cell_type"] == "code":
+            cells.append(code_cell(cell, index, old, ran, result))
             continue
         en = source_of(cell)
-        h = key(en)
-        entry = old.get(h)
-        if entry is None or entry.get("en") != en:
-            entry = {"id": cell.get("id"), "en": en, "zh": ""}
-        used.add(h)
-        result.entries[h] = entry
-        zh = entry.get("zh", "")
-        if not zh.strip():
-            first = next((line for line in en.splitlines() if line.strip()), "")
-            result.missing.append(f"{lesson.name}: cell {index} (id {cell.get('id')}) has no translation: {first!r}")
-            zh = en
+        zh = lookup(result, old, key(en), {"id": cell.get("id"), "en": en}, f"cell {index} (id {cell.get('id')})")
         if first_markdown:
             zh = with_note(zh, lesson.name)
             first_markdown = False
         out = copy.deepcopy(cell)
         out["source"] = as_lines(zh)
         cells.append(out)
-    result.stale = [h for h in old if h not in used]
+    result.stale = [h for h in old if h not in result.entries]
     # a changed cell keeps its old text and translation beside it, found by cell id, until it is translated anew
-    stale_by_id = {old[h].get("id"): old[h] for h in result.stale if old[h].get("id")}
+    stale_by_id = {old[h].get("id"): old[h] for h in result.stale if old[h].get("id") and "kind" not in old[h]}
     for entry in result.entries.values():
-        if not entry.get("zh", "").strip():
+        if entry.get("zh") == "" and "kind" not in entry:
             was = stale_by_id.get(entry.get("id")) or entry.get("was")
             if was:
                 entry["was"] = {"en": was["en"], "zh": was.get("zh", "")}
@@ -141,6 +224,61 @@ def build(lesson: Path) -> Result:
         zh_nb["cells"] = cells
         result.text = dumps(zh_nb)
     return result
+
+
+def lookup(result: Result, old: dict[str, dict], h: str, fresh: dict, where: str) -> str:
+    """The Chinese for one English text (the English itself while it has none, which is recorded as missing, or
+    when a code entry keeps it on purpose with "zh": null)."""
+    entry = old.get(h)
+    if entry is None or entry.get("en") != fresh["en"]:
+        entry = {**fresh, "zh": ""}
+    result.entries[h] = entry
+    zh = entry.get("zh")
+    if zh is None:
+        return fresh["en"]
+    if not zh.strip():
+        first = next((line for line in fresh["en"].splitlines() if line.strip()), "")
+        result.missing.append(f"{result.lesson.name}: {where} has no translation: {first!r}")
+        return fresh["en"]
+    return zh
+
+
+def code_cell(cell: dict, index: int, old: dict[str, dict], ran: dict[str, dict], result: Result) -> dict:
+    """The Chinese code cell: the English code with its words translated, and the outputs of the last Chinese
+    run where that run ran this very source."""
+    en = source_of(cell)
+    for _, _, kind, text in words(en):
+        h = code_key(text)
+        if h in old or is_prose(text, kind):
+            lookup(result, old, h, {"id": cell.get("id"), "kind": "code", "en": text},
+                   f"code cell {index} (id {cell.get('id')}), {kind} {text[:60]!r}")
+    zh = translate_code(en, {h: e for h, e in result.entries.items() if e.get("kind") == "code"})
+    try:
+        same = skeleton(zh) == skeleton(en)
+    except (SyntaxError, tokenize.TokenError) as error:
+        same = f"{type(error).__name__}: {error}"
+    if same is not True:
+        why = same or "its code differs (an f-string's {placeholders}, quotes or prefix changed)"
+        result.missing.append(f"{result.lesson.name}: code cell {index} (id {cell.get('id')}), translated, is not "
+                              f"the English code with other words: {why}")
+    previous = ran.get(cell.get("id"))
+    if previous is not None and source_of(previous) == zh:
+        out = copy.deepcopy(previous)
+    else:
+        out = copy.deepcopy(cell)
+        out["outputs"], out["execution_count"] = [], None
+        out["metadata"] = {k: v for k, v in out.get("metadata", {}).items() if k != "execution"}
+        if cell.get("outputs"):
+            result.unrun.append(cell.get("id"))
+    out["source"] = as_lines(zh)
+    return out
+
+
+def last_run(target: Path) -> list[dict]:
+    """The code cells of the committed Chinese lesson, as its last run left them."""
+    if not target.exists():
+        return []
+    return [c for c in json.loads(target.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     results = [build(lesson) for lesson in english_lessons()]
     for r in results:
         problems += r.missing
+        if r.unrun:
+            problems.append(f"{r.target.relative_to(ENGLISH.parent)}: {len(r.unrun)} code cell(s) changed since the "
+                            f"Chinese lesson last ran ({', '.join(r.unrun[:5])}{', ...' if len(r.unrun) > 5 else ''}):"
+                            f" run it, {RUN.format(name=r.lesson.name)}, then notebooks/zh/build.py again")
         if args.check:
             problems += [f"{translation_path(r.lesson).relative_to(ENGLISH.parent)}: stale entry {h} "
                          f"(its English text is no longer in {r.lesson.name}): "
