@@ -19,6 +19,8 @@ import io
 import re
 import warnings
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 from plotly.io._base_renderers import MimetypeRenderer
@@ -39,15 +41,21 @@ CMAPS = {"viridis": "viridis", "plasma": "plasma", "inferno": "inferno", "magma"
          "bluered": "bwr", "picnic": "seismic", "hot": "hot", "jet": "jet", "electric": "inferno",
          "portland": "coolwarm", "earth": "gist_earth", "rainbow": "rainbow", "blackbody": "hot"}
 BAR_TYPES = {"bar", "histogram"}
+# Chinese titles and tokens: DejaVu first, then a subset of Noto Sans CJK SC shipped with labkit (notebooks/zh/font.py)
+CJK_FONT = Path(__file__).resolve().parent / "data" / "fonts" / "NotoSansSC-labkit-subset.otf"
+FONTS = {"font.family": ["DejaVu Sans", "Noto Sans SC labkit subset"]}  # a list: matplotlib falls back glyph by glyph
 
 
 def to_png(fig, width: int | None = None, height: int | None = None) -> bytes:
     """PNG bytes of a plotly Figure or figure dict, `width` x `height` pixels (the layout's, else 700 x 450)."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
     fig_dict = fig if isinstance(fig, Mapping) else fig.to_dict()
-    with warnings.catch_warnings():  # a token with a glyph DejaVu lacks must not print a warning into the lesson
+    _register_cjk_font()
+    # a glyph neither font has (an emoji in a token) must not print a warning into the lesson
+    with warnings.catch_warnings(), matplotlib.rc_context(FONTS):
         warnings.simplefilter("ignore")
         figure = draw(fig_dict, width, height)
         canvas = FigureCanvasAgg(figure)
@@ -78,6 +86,13 @@ class StaticPngRenderer(MimetypeRenderer):
 
 # ---------------------------------------------------------------------------------------------------------------
 # drawing
+
+
+@cache
+def _register_cjk_font() -> None:
+    from matplotlib import font_manager
+
+    font_manager.fontManager.addfont(str(CJK_FONT))
 
 
 def draw(fig_dict: Mapping, width: int | None = None, height: int | None = None):

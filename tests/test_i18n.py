@@ -55,7 +55,7 @@ def test_set_language_switches_the_messages(monkeypatch):
     values = {name: 1 for name in fields(template)}
     try:
         labkit.set_language("zh")
-        assert i18n._(template, **values) == chinese.format(**values) if values else chinese
+        assert i18n._(template, **values) == (chinese.format(**values) if values else chinese)
         labkit.set_language("en")
         assert i18n._(template, **values) == (template.format(**values) if values else template)
     finally:
