@@ -29,6 +29,7 @@ import openai
 
 from labkit import catalog, tokens
 from labkit.errors import BudgetExceededError, ConfirmationRequiredError, FineTuningUnavailableError, LabkitError
+from labkit.i18n import _
 from labkit.usage import Usage, UsageHooks
 
 BACKENDS = ("local", "openai")
@@ -238,10 +239,10 @@ class Lab:
             local = self.local_lab()
             if not local._missing(role, needs):
                 model = getattr(local.models, role)
-                print(f"{why}; this cell runs on the local model ({model}).")
+                print(_("{why}; this cell runs on the local model ({model}).", why=why, model=model))
                 return Served(local.client, model, local, True, why)
             why += "; " + local._why_missing(role, local._missing(role, needs))
-        print(f"{why}; this cell is skipped.")
+        print(_("{why}; this cell is skipped.", why=why))
         return None
 
     def _why_missing(self, role: str, missing: list[str]) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from labkit.i18n import _
+
 
 class ExerciseError(AssertionError):
     """A wrong answer to an exercise; the message is a hint, not the solution."""
@@ -25,7 +27,7 @@ class ExerciseError(AssertionError):
 def answered(exercise: str, value: Any, how: str) -> bool:
     """False (after printing what to do) while `value` is still the placeholder `...` or None."""
     if value is ... or value is None:
-        print(f"{exercise}: not answered yet — {how}")
+        print(_("{exercise}: not answered yet — {how}", exercise=exercise, how=how))
         return False
     return True
 
@@ -33,7 +35,7 @@ def answered(exercise: str, value: Any, how: str) -> bool:
 def expect(condition: bool, exercise: str, hint: str) -> None:
     """Raise ExerciseError naming the exercise with `hint` unless `condition` holds."""
     if not condition:
-        raise ExerciseError(f"{exercise}: not yet. {hint}")
+        raise ExerciseError(_("{exercise}: not yet. {hint}", exercise=exercise, hint=hint))
 
 
 def not_the_mistake(answer: float, mistake: float, right: float, exercise: str, hint: str,
@@ -44,4 +46,4 @@ def not_the_mistake(answer: float, mistake: float, right: float, exercise: str, 
 
 
 def passed(exercise: str, why: str) -> None:
-    print(f"{exercise}: correct — {why}")
+    print(_("{exercise}: correct — {why}", exercise=exercise, why=why))

@@ -9,6 +9,7 @@ from typing import Any
 
 from labkit.errors import InvalidRequestError
 from labkit.exercises import answered, expect, passed
+from labkit.i18n import _
 from labkit.server.errors import APIError
 from labkit.server.responses import Prepared
 from labkit.server.schemas import ChatRequest, FunctionTool
@@ -55,46 +56,49 @@ def _types(schema: dict) -> Any:
 
 def check_1(answer) -> None:
     """LOOSE_SCHEMA rewritten to meet OpenAI's strict-mode rules, describing the same keys and types."""
-    if not answered("Exercise 1", answer, "write a strict version of lesson07.LOOSE_SCHEMA"):
+    exercise = _("Exercise 1")
+    if not answered(exercise, answer, _("write a strict version of lesson07.LOOSE_SCHEMA")):
         return
-    expect(isinstance(answer, dict), "Exercise 1", "the answer is a JSON Schema: a dict.")
-    expect(_types(answer) == _types(LOOSE_SCHEMA), "Exercise 1",
-           "keep the same keys and types, the nested location object included: strict mode changes which keys "
-           "are required and whether others may appear, not what each key holds.")
+    expect(isinstance(answer, dict), exercise, _("the answer is a JSON Schema: a dict."))
+    expect(_types(answer) == _types(LOOSE_SCHEMA), exercise,
+           _("keep the same keys and types, the nested location object included: strict mode changes which keys "
+             "are required and whether others may appear, not what each key holds."))
     refused = _strict_error(answer, "Invalid schema for response_format 'city'", "response_format")
-    expect(refused is None, "Exercise 1",
-           f"the server answers 400: {refused} Strict mode wants every object, nested ones too, to list all its "
-           "properties in `required` and to set `additionalProperties` to false. (An optional key becomes "
-           "required with a type that allows null, e.g. [\"integer\", \"null\"].)")
-    passed("Exercise 1", "every object lists all its keys as required and allows no others, so each reply has "
-                         "exactly this shape and the grammar can enforce it token by token.")
+    expect(refused is None, exercise,
+           _("the server answers 400: {refused} Strict mode wants every object, nested ones too, to list all its "
+             "properties in `required` and to set `additionalProperties` to false. (An optional key becomes "
+             "required with a type that allows null, e.g. [\"integer\", \"null\"].)", refused=refused))
+    passed(exercise, _("every object lists all its keys as required and allows no others, so each reply has "
+                       "exactly this shape and the grammar can enforce it token by token."))
 
 
 def check_2(answer) -> None:
     """A Chat Completions tool `get_weather(city: string, unit: "celsius" | "fahrenheit")`, strict."""
-    if not answered("Exercise 2", answer, "define the get_weather tool as Chat Completions' `tools` takes it"):
+    exercise = _("Exercise 2")
+    if not answered(exercise, answer, _("define the get_weather tool as Chat Completions' `tools` takes it")):
         return
-    expect(isinstance(answer, dict), "Exercise 2", "the answer is one tool: a dict.")
-    expect("function" in answer or "name" not in answer, "Exercise 2",
-           "that is the Responses API's flat tool. Chat Completions nests the definition: "
-           "{\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": ...}}.")
+    expect(isinstance(answer, dict), exercise, _("the answer is one tool: a dict."))
+    expect("function" in answer or "name" not in answer, exercise,
+           _("that is the Responses API's flat tool. Chat Completions nests the definition: "
+             "{\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": ...}}."))
     try:
         tool = FunctionTool.model_validate(answer)
     except ValueError as e:
-        expect(False, "Exercise 2", f"not a Chat Completions tool ({str(e).splitlines()[0]}). Compare with "
-                                    "`chat_tools` in section 3.")
+        expect(False, exercise, _("not a Chat Completions tool ({error}). Compare with `chat_tools` in section 3.",
+                                  error=str(e).splitlines()[0]))
     f = tool.function
-    expect(f.name == "get_weather", "Exercise 2", "name the function get_weather.")
-    expect(f.strict is True, "Exercise 2", "set \"strict\": true, so the arguments are enforced like a schema.")
+    expect(f.name == "get_weather", exercise, _("name the function get_weather."))
+    expect(f.strict is True, exercise, _("set \"strict\": true, so the arguments are enforced like a schema."))
     params = f.parameters or {}
     props = params.get("properties", {})
-    expect(set(props) == {"city", "unit"}, "Exercise 2", "the parameters are `city` and `unit`, nothing else.")
-    expect(props["city"].get("type") == "string", "Exercise 2", "city is a string.")
-    expect(set(props["unit"].get("enum", [])) == {"celsius", "fahrenheit"}, "Exercise 2",
-           "unit is one of two values: use \"enum\": [\"celsius\", \"fahrenheit\"], as the calculator's `op` does.")
+    expect(set(props) == {"city", "unit"}, exercise, _("the parameters are `city` and `unit`, nothing else."))
+    expect(props["city"].get("type") == "string", exercise, _("city is a string."))
+    expect(set(props["unit"].get("enum", [])) == {"celsius", "fahrenheit"}, exercise,
+           _("unit is one of two values: use \"enum\": [\"celsius\", \"fahrenheit\"], as the calculator's `op` "
+             "does."))
     refused = _strict_error(params, "Invalid schema for function 'get_weather'", "tools[0].function.parameters")
-    expect(refused is None, "Exercise 2", f"the server answers 400: {refused}")
-    passed("Exercise 2", "with strict on, a call's arguments always parse and name a unit the code knows.")
+    expect(refused is None, exercise, _("the server answers 400: {refused}", refused=refused))
+    passed(exercise, _("with strict on, a call's arguments always parse and name a unit the code knows."))
 
 
 def _chat_of(body: dict) -> dict:
@@ -109,40 +113,44 @@ def _chat_of(body: dict) -> dict:
 def check_3(answer) -> None:
     """CHAT_REQUEST rewritten as the body of a Responses API request (the keyword arguments of
     client.responses.create)."""
-    if not answered("Exercise 3", answer, "rewrite lesson07.CHAT_REQUEST for client.responses.create"):
+    exercise = _("Exercise 3")
+    if not answered(exercise, answer, _("rewrite lesson07.CHAT_REQUEST for client.responses.create")):
         return
-    expect(isinstance(answer, dict), "Exercise 3", "the answer is the request's keyword arguments: a dict.")
+    expect(isinstance(answer, dict), exercise, _("the answer is the request's keyword arguments: a dict."))
     for chat_name, responses_name in (("messages", "input"), ("max_completion_tokens", "max_output_tokens"),
                                       ("response_format", "text")):
-        expect(chat_name not in answer, "Exercise 3",
-               f"`{chat_name}` is a Chat Completions parameter; section 4's table gives its Responses name "
-               f"(`{responses_name}`).")
+        expect(chat_name not in answer, exercise,
+               _("`{chat_name}` is a Chat Completions parameter; section 4's table gives its Responses name "
+                 "(`{responses_name}`).", chat_name=chat_name, responses_name=responses_name))
     try:
         got = _chat_of(answer)
     except (APIError, InvalidRequestError) as e:
-        expect(False, "Exercise 3", f"the server answers 400: {e.message} (param {e.param!r}).")
+        expect(False, exercise, _("the server answers 400: {message} (param {param!r}).",
+                                  message=e.message, param=e.param))
     except ValueError as e:
-        expect(False, "Exercise 3", f"not a valid Responses request: {str(e).splitlines()[0]}")
+        expect(False, exercise, _("not a valid Responses request: {error}", error=str(e).splitlines()[0]))
     want = ChatRequest.model_validate(CHAT_REQUEST).model_dump(exclude_none=True, by_alias=True)
-    expect(got["messages"] == want["messages"], "Exercise 3",
-           "the model must read the same conversation: the system message goes in `instructions`, the user's "
-           "question in `input`.")
-    expect(got.get("max_completion_tokens") == want["max_completion_tokens"], "Exercise 3",
-           "keep the same token limit, under its Responses name.")
-    expect(got.get("response_format") == want["response_format"], "Exercise 3",
-           "the schema goes in text={\"format\": {...}}, flat: type, name, schema and strict side by side.")
-    passed("Exercise 3", "labkit's /v1/responses turns your request back into exactly CHAT_REQUEST.")
+    expect(got["messages"] == want["messages"], exercise,
+           _("the model must read the same conversation: the system message goes in `instructions`, the user's "
+             "question in `input`."))
+    expect(got.get("max_completion_tokens") == want["max_completion_tokens"], exercise,
+           _("keep the same token limit, under its Responses name."))
+    expect(got.get("response_format") == want["response_format"], exercise,
+           _("the schema goes in text={\"format\": {...}}, flat: type, name, schema and strict side by side."))
+    passed(exercise, _("labkit's /v1/responses turns your request back into exactly CHAT_REQUEST."))
 
 
 def check_4(answer, call_id: str, result: Any) -> None:
     """The Chat Completions message that returns a tool's result for the call with id `call_id`."""
-    if not answered("Exercise 4", answer, "write the message that sends `result` back for the call `call_id`"):
+    exercise = _("Exercise 4")
+    if not answered(exercise, answer, _("write the message that sends `result` back for the call `call_id`")):
         return
-    expect(isinstance(answer, dict), "Exercise 4", "the answer is one message: a dict.")
-    expect(answer.get("role") == "tool", "Exercise 4",
-           "a tool's result goes back in a message of its own, with role \"tool\" (not user, not assistant).")
-    expect(answer.get("tool_call_id") == call_id, "Exercise 4",
-           "the message names the call it answers: tool_call_id is the id of the tool call the model made.")
-    expect(answer.get("content") == str(result), "Exercise 4",
-           "content is text: send str(result), the function's return value as a string.")
-    passed("Exercise 4", "the model pairs the result with its call by id, so it can make several calls in one turn.")
+    expect(isinstance(answer, dict), exercise, _("the answer is one message: a dict."))
+    expect(answer.get("role") == "tool", exercise,
+           _("a tool's result goes back in a message of its own, with role \"tool\" (not user, not assistant)."))
+    expect(answer.get("tool_call_id") == call_id, exercise,
+           _("the message names the call it answers: tool_call_id is the id of the tool call the model made."))
+    expect(answer.get("content") == str(result), exercise,
+           _("content is text: send str(result), the function's return value as a string."))
+    passed(exercise, _("the model pairs the result with its call by id, so it can make several calls in one "
+                       "turn."))
