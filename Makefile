@@ -26,7 +26,7 @@ lab: setup
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 lint: setup
-	$(BIN)/ruff check labkit tests bench notebooks/solutions notebooks/zh/build.py
+	$(BIN)/ruff check labkit tests bench notebooks/solutions notebooks/zh/build.py notebooks/zh/font.py
 
 # The test-size profile (LABKIT_PROFILE=ci: the lessons' smallest experiments, same code) is chosen here, so a
 # newcomer's `make test` and .ci/run test the same sizes; a student's JupyterLab keeps the full ones.

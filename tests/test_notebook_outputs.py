@@ -24,7 +24,8 @@ from PIL import Image
 from labkit import progress, staticfig, viz
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = [*sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+           *sorted((ROOT / "notebooks" / "zh").glob("[0-9][0-9]_*.ipynb"))]  # the Chinese lessons' own runs
 PLOTLY = "application/vnd.plotly.v1+json"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 STATIC = ("image/png", "image/svg+xml")
@@ -178,12 +179,12 @@ def _outputs(path: Path):
             yield index, output
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
 def test_saved_lesson_is_under_400_kb(path):
     assert path.stat().st_size < MAX_LESSON_BYTES, f"{path.name}: {path.stat().st_size:,} bytes"
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
 def test_saved_figures_carry_a_static_image(path):
     """Needs the lessons re-executed with labkit.viz's renderer (plotly_mimetype+labkit_png)."""
     missing = [index for index, output in _outputs(path)
@@ -195,7 +196,7 @@ def test_saved_figures_carry_a_static_image(path):
 UNSTARTED_BAR = re.compile(r"\?\s?[^\s\]]*/s\]")  # tqdm's "[00:00<?, ?step/s]": the text from before it ran
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
 def test_saved_progress_bars_show_their_final_state(path):
     """Needs the lessons re-executed with labkit.progress's bars."""
     stale = [(index, output["data"]["text/plain"]) for index, output in _outputs(path)

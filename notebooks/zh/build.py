@@ -11,7 +11,7 @@ the Chinese for its words, each entry found by a hash of the exact English text:
 * A markdown cell is replaced by its translation.
 * A code cell keeps its code; only the words in it change: a string literal or a comment with an entry of kind
   "code" is replaced by its "zh" (an f-string keeps its {placeholders}; `skeleton` is what stays equal, and the
-  tests check it). Every string of two or more words and every comment gets an entry: "zh" null keeps the
+  tests check it). Every comment and every string with a word and a space or colon gets an entry: "zh" null keeps the
   English on purpose (a prompt the model reads, a column a later cell looks up). The lesson's
   `labkit.set_language("en")` has the entry "en" -> "zh", so labkit's own messages follow.
 * A code cell's outputs come from running the Chinese lesson: a cell whose Chinese source is what the last run
@@ -52,7 +52,7 @@ NOTE = (
     "术语译法见 [术语表](../../docs/glossary.md)。\n"
 )
 RUN = "cd notebooks/zh && ../../.venv/bin/jupyter nbconvert --to notebook --execute --inplace {name}"
-PROSE = re.compile(r"[A-Za-z]+[ ,;:.'-]+[A-Za-z]+")  # two words: a text worth deciding on
+WORD = re.compile(r"[A-Za-z]{2,}")
 FSTRING = ("FSTRING_START", "FSTRING_END")  # Python 3.12+ splits an f-string into tokens
 
 
@@ -95,8 +95,12 @@ def words(source: str) -> list[tuple[int, int, str, str]]:
 
 
 def is_prose(text: str, kind: str) -> bool:
-    """A text a translator must decide on: every comment, and every string of two or more words."""
-    return kind == "comment" or bool(PROSE.search(re.sub(r"\{[^{}]*\}", " ", text)))
+    """A text a translator must decide on: every comment, and every string with a word and a space or a colon
+    outside its {placeholders} (a label, a sentence, a prompt; not a bare key such as "answer")."""
+    if kind == "comment":
+        return True
+    body = re.sub(r"\{[^{}]*\}", " ", text).lstrip("rRfFbBuU")[1:-1]
+    return bool(WORD.search(body)) and re.search(r"[\s:]", body) is not None
 
 
 def translate_code(source: str, entries: dict[str, dict]) -> str:

@@ -12,6 +12,7 @@ translation brings a rarer character; tests/test_zh_lessons.py says which.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -28,10 +29,8 @@ def common_hanzi() -> set[str]:
     chars = set()
     for row in range(0xB0, 0xD8):
         for cell in range(0xA1, 0xFF):
-            try:
+            with contextlib.suppress(UnicodeDecodeError):  # the row's unassigned cells
                 chars.add(bytes([row, cell]).decode("gb2312"))
-            except UnicodeDecodeError:
-                pass
     return chars
 
 
