@@ -200,7 +200,8 @@ def build(lesson: Path) -> Result:
     result = Result(lesson)
     nb = json.loads(lesson.read_text(encoding="utf-8"))
     old = load_translations(lesson)
-    ran = {c.get("id"): c for c in last_run(result.target)}
+    previous = last_run(result.target)
+    ran = {c.get("id"): c for c in previous["cells"] if c["cell_type"] == "code"}
     cells = []
     first_markdown = True
     for index, cell in enumerate(nb["cells"]):
@@ -226,8 +227,26 @@ def build(lesson: Path) -> Result:
     if not result.missing:
         zh_nb = copy.deepcopy(nb)
         zh_nb["cells"] = cells
+        zh_nb["metadata"].pop("widgets", None)  # the English run's widgets are not the Chinese run's
+        if "widgets" in previous["metadata"]:
+            zh_nb["metadata"]["widgets"] = previous["metadata"]["widgets"]
+        drop_orphan_widget_views(zh_nb)
         result.text = dumps(zh_nb)
     return result
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_orphan_widget_views(nb: dict) -> None:
+    """A widget output whose model the notebook's saved widget state lacks shows as its text (a progress bar's
+    last line) rather than as an error in JupyterLab."""
+    state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is not None and view.get("model_id") not in state:
+                del output["data"][WIDGET_VIEW]
 
 
 def lookup(result: Result, old: dict[str, dict], h: str, fresh: dict, where: str) -> str:
@@ -278,11 +297,11 @@ def code_cell(cell: dict, index: int, old: dict[str, dict], ran: dict[str, dict]
     return out
 
 
-def last_run(target: Path) -> list[dict]:
-    """The code cells of the committed Chinese lesson, as its last run left them."""
+def last_run(target: Path) -> dict:
+    """The committed Chinese lesson, as its last run left it (cells and widget state)."""
     if not target.exists():
-        return []
-    return [c for c in json.loads(target.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+        return {"cells": [], "metadata": {}}
+    return json.loads(target.read_text(encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:
