@@ -203,3 +203,15 @@ def test_saved_progress_bars_show_their_final_state(path):
              if WIDGET in output.get("data", {}) and UNSTARTED_BAR.search(str(output["data"].get("text/plain", "")))]
     assert not stale, (f"{path.name}: progress bars saved as they were before they ran: {stale}; "
                        + RERUN.format(name=f"notebooks/{path.name}"))
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
+def test_saved_widgets_have_their_saved_state(path):
+    """A widget output whose model is not in the notebook's widget state is an error box in JupyterLab."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    views = [(index, output["data"][WIDGET]["model_id"]) for index, output in _outputs(path)
+             if WIDGET in output.get("data", {})]
+    orphans = [index for index, model in views if model not in state]
+    assert not orphans, f"{path.name}: widget outputs in cells {orphans} have no saved state; " + RERUN.format(
+        name=f"notebooks/{path.relative_to(ROOT / 'notebooks')}")
