@@ -89,6 +89,8 @@ def test_a_translation_may_change_words_but_not_code():
     for broken in ('n = 3\nprint(f"{n} 轮：{cost:.3f} 美元")\n', 'n = 4\nprint(f"{n} 轮")\n',
                    'n = 3\nprint("{n} 轮")  # 不是 f-string\n'):
         assert build.skeleton(broken) != build.skeleton(en), broken
+    assert build.skeleton('print(f"{n} 轮")') == build.skeleton('print(f"{n} epochs")')
+    assert build.skeleton('print(rf"{n} 轮")') != build.skeleton('print(f"{n} epochs")'), "the prefix is kept"
 
 
 def test_the_figure_font_has_every_chinese_character_the_lessons_use():

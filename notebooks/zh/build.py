@@ -120,18 +120,25 @@ def placeholders(literal: str) -> list[str]:
     return sorted(ast.dump(n) for n in fields)
 
 
+def prefix(literal: str) -> str:
+    """A string literal's prefix (f, r, b, rb ...), lower-cased: a translation keeps it."""
+    return re.match(r"[A-Za-z]*", literal).group().lower()
+
+
 def skeleton(source: str) -> list[tuple]:
     """A code cell's tokens with the words taken out: equal for an English cell and its translation."""
     shape, depth = [], 0
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         name = tokenize.tok_name[tok.type]
         if name in FSTRING or depth:
+            if name == FSTRING[0] and not depth:
+                shape.append(("string", prefix(tok.string)))
             depth += (name == FSTRING[0]) - (name == FSTRING[1])
             continue
         if tok.type == tokenize.COMMENT:
             shape.append(("comment",))
         elif tok.type == tokenize.STRING:
-            shape.append(("string",))
+            shape.append(("string", prefix(tok.string)))
         else:
             shape.append((name, tok.string))
     for _, _, kind, text in words(source):
